@@ -304,6 +304,10 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
     data = _build_data(method, cfg, info, env)
     if env.is_main:
         log.info("validation: %s", data.source)
+    from avmodels.engine.localize import training_extraction
+
+    # model files say how their inputs were extracted, so `localize` prepares a video alike
+    extraction = training_extraction(data.train.sources)
 
     batch = int(tc["batch_size"])
     sampler = EpochSampler(
@@ -483,6 +487,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
                 )
                 if improved and env.is_main:
                     meta = {"epoch": epoch + 1, "select": select, "score": score}
+                    meta["extraction"] = extraction
                     save_model(run / "best.pt", method, cfg, meta=meta)
                 if progress["stopped_early"]:
                     log.info("early stop: %s validations without improvement", patience)
@@ -497,7 +502,8 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         log.error("model replicas differ between processes: %s", replicas)
     final = run / "final.pt"
     if env.is_main:
-        save_model(final, method, cfg, meta={"epoch": progress["epoch"], "step": progress["step"]})
+        meta = {"epoch": progress["epoch"], "step": progress["step"], "extraction": extraction}
+        save_model(final, method, cfg, meta=meta)
         runlog.close()
         runlog.plot()
         result = {
