@@ -80,9 +80,8 @@ from avprep.errors import InputError
 @click.option(
     "--compression",
     type=click.Choice(["none", "lzf", "gzip"]),
-    default="none",
-    show_default=True,
-    help="Native: HDF5 filter for PCM audio/spectrogram/flow.",
+    default=None,
+    help="Native: lossless HDF5 filter for PCM audio, spectrograms and flow [default: gzip].",
 )
 @click.option(
     "--modalities",

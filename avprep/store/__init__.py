@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "RingLoader",
     "SSPLDataset",
     "ShardBatchDataset",
     "ShardDataset",
@@ -34,6 +35,10 @@ def __getattr__(name: str) -> Any:
         from avprep.store import reader
 
         return getattr(reader, name)
+    if name == "RingLoader":
+        from avprep.store.ring_loader import RingLoader
+
+        return RingLoader
     if name == "verify_store":
         from avprep.store.verify import verify_store
 

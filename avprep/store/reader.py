@@ -255,7 +255,9 @@ class ShardDataset(Dataset):
         return self.transform(sample) if self.transform else sample
 
     # -- batches ---------------------------------------------------------------
-    def _read_rows(self, indices: Sequence[int], shared: bool) -> dict[str, Any]:
+    def _read_rows(
+        self, indices: Sequence[int], shared: bool, into: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, Any]:
         """Every field of the rows ``indices`` (in that order), read shard by shard.
 
         Per shard the rows are sorted and cut into runs of adjacent rows; a run
@@ -264,7 +266,9 @@ class ShardDataset(Dataset):
         chunked datasets it took ~150 ms for 32 rows, a loop of slices ~1 ms.
         Fixed-shape fields go straight into (B, ...) tensors (in shared memory
         inside a DataLoader worker, so sending the batch copies nothing);
-        frames come back as a list of arrays (pixels, or JPEG bytes).
+        frames come back as a list of arrays (pixels, or JPEG bytes). Fields
+        named in ``into`` are written into its first rows instead (see
+        :meth:`read_batch`).
         """
         idx = [self._check_index(i) for i in indices]
         n = len(idx)
@@ -297,7 +301,7 @@ class ShardDataset(Dataset):
                     for r, data in self._byte_rows(h, "audio_flac", "audio_offset", runs):
                         pcm = self._pcm(data, self._starts[k] + r, k)
                         if m not in arrays:
-                            arrays[m] = _empty((n, *pcm.shape), torch.float32, shared)
+                            arrays[m] = _alloc(into, m, (n, *pcm.shape), torch.float32, shared)
                         dst = arrays[m].numpy()
                         if pcm.shape != dst.shape[1:]:
                             raise StoreError(
@@ -310,7 +314,7 @@ class ShardDataset(Dataset):
                     continue
                 ds = h[m]
                 if m not in arrays:
-                    arrays[m] = _empty((n, *ds.shape[1:]), torch.float32, shared)
+                    arrays[m] = _alloc(into, m, (n, *ds.shape[1:]), torch.float32, shared)
                 dst = arrays[m].numpy()
                 for a, b in runs:
                     block = ds[a:b]
@@ -377,7 +381,9 @@ class ShardDataset(Dataset):
             samples.append(self.transform(s) if self.transform else s)
         return samples
 
-    def read_batch(self, indices: Sequence[int]) -> dict[str, Any]:
+    def read_batch(
+        self, indices: Sequence[int], out: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, Any]:
         """The rows ``indices`` as one collated batch: what ``collate`` makes of the samples.
 
         ``clip_id`` a list; ``index``, ``sample_rate``, ``frame_time`` tensors;
@@ -385,16 +391,21 @@ class ShardDataset(Dataset):
         differ or JPEG bytes are kept); ``audio``, ``spectrogram``, ``flow``
         float32 tensors. Inside a DataLoader worker the tensors are built in
         shared memory. With a ``transform``, the transformed samples collated.
+
+        ``out`` maps field names to preallocated tensors of at least
+        ``len(indices)`` rows (a :class:`~avprep.store.RingLoader` slot): those
+        fields are decoded straight into them and returned as views of their
+        first rows.
         """
         if self.transform is not None:
             return collate(self.__getitems__(indices))
         in_worker = torch.utils.data.get_worker_info() is not None
-        batch = self._read_rows(indices, shared=in_worker)
+        batch = self._read_rows(indices, shared=in_worker, into=out)
         if "frame" in batch:
             frames = batch["frame"]
             pixels = self.decode_jpeg or self.attrs.get("frames") == "raw"
             if pixels and len({f.shape for f in frames}) == 1:
-                t = _empty((len(frames), *frames[0].shape), torch.uint8, in_worker)
+                t = _alloc(out, "frame", (len(frames), *frames[0].shape), torch.uint8, in_worker)
                 dst = t.numpy()
                 for j, f in enumerate(frames):
                     dst[j] = f
@@ -428,6 +439,25 @@ def _runs(rows: Sequence[int]) -> list[tuple[int, int]]:
         else:
             runs.append((r, r + 1))
     return runs
+
+
+def _alloc(
+    out: dict[str, torch.Tensor] | None,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+    shared: bool,
+) -> torch.Tensor:
+    """The first ``shape[0]`` rows of ``out[name]`` when given (checked), else a new tensor."""
+    if out is None or name not in out:
+        return _empty(shape, dtype, shared)
+    t = out[name]
+    if t.dtype != dtype or tuple(t.shape[1:]) != tuple(shape[1:]) or len(t) < shape[0]:
+        raise StoreError(
+            f"{name}: a batch of shape {tuple(shape)} {dtype} does not fit the given buffer "
+            f"{tuple(t.shape)} {t.dtype} (do the rows' shapes differ?)"
+        )
+    return t[: shape[0]]
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> torch.Tensor:
