@@ -382,6 +382,9 @@ class EpochSampler(Sampler):
         return len(self._mine())
 
 
+LOADERS = ("torch", "ring")
+
+
 def make_loader(
     dataset: Dataset,
     *,
@@ -390,7 +393,33 @@ def make_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
     drop_last: bool = False,
-) -> DataLoader:
+    kind: str = "torch",
+) -> Any:
+    """Batches of ``dataset`` (collated with ``default_collate``) in ``sampler``'s order.
+
+    ``kind="ring"`` gives avprep's :class:`~avprep.store.RingLoader`: the same
+    batches, written by the workers into reused shared memory and handed out
+    as views valid until the next batch (the training loop is done with a
+    batch when it asks for the next).
+    """
+    if kind not in LOADERS:
+        raise ConfigError(f"unknown train.loader {kind!r}; valid: {', '.join(LOADERS)}")
+    if kind == "ring":
+        from torch.utils.data import BatchSampler, SequentialSampler
+
+        from avprep.store import RingLoader
+
+        base = sampler if sampler is not None else SequentialSampler(dataset)
+        return RingLoader(
+            dataset,
+            batch_size,
+            batch_sampler=BatchSampler(base, batch_size, drop_last),
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            copy=False,
+            probe_key=next(iter(base), 0),
+            generator=torch.Generator().manual_seed(0),  # as below: not the global RNG
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size,

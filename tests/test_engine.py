@@ -366,3 +366,21 @@ def test_select_on_test_warns_and_bf16_autocast_trains(store, tmp_path):
     assert np.isfinite(float(row["val_loss"]))
     assert all(np.isfinite(v) for v in _losses(run).values())
     assert json.loads((run / "summary.json").read_text())["validation"] == "the TEST set"
+
+
+def test_ring_loader_trains_the_same_steps_as_torch_dataloader(store, tmp_path):
+    path, _, _ = store
+    sets = [*TINY, "train.epochs=2", "eval.every=0", "train.num_workers=2", "train.max_steps=5"]
+    runs = {}
+    for kind in ("torch", "ring"):
+        out = tmp_path / kind
+        res = train(TrainRequest("sspl", [str(path)], str(out), sets=[*sets,
+                    f"train.loader={kind}"], progress=False))  # fmt: skip
+        assert res.steps == 5
+        runs[kind] = _losses(out)
+    assert sorted(runs["ring"]) == [1, 2, 3, 4, 5]  # crosses an epoch: the slots are re-dealt
+    for step, loss in runs["torch"].items():
+        assert runs["ring"][step] == pytest.approx(loss, abs=1e-6), step
+    with pytest.raises(ConfigError, match="train.loader"):
+        train(TrainRequest("sspl", [str(path)], str(tmp_path / "bad"),
+                           sets=[*TINY, "train.loader=fast"], progress=False))  # fmt: skip

@@ -167,6 +167,11 @@ def test_read_batch_writes_into_given_buffers(store):
     assert torch.equal(batch["audio"][1], torch.from_numpy(ds[0]["audio"]))
     with pytest.raises(StoreError, match="does not fit"):
         ds.read_batch([1], out={"audio": torch.zeros(1, 100)})
+    for size in (30, 50):  # a frame buffer too small, or larger than the frames
+        with pytest.raises(StoreError, match="does not fit"):
+            ds.read_batch([1], out={"frame": torch.zeros(1, size, size, 3, dtype=torch.uint8)})
+    # frames are decoded in place: the same pixels as the per-sample decode
+    assert np.array_equal(batch["frame"][2].numpy(), ds[7]["frame"])
 
 
 def test_spawned_workers(store):

@@ -36,6 +36,9 @@ ENGINE_DEFAULTS: dict[str, Any] = {
         "compile": False,  # torch.compile the training forward
         "grad_clip": None,  # clip the gradient norm to this value
         "num_workers": 2,  # DataLoader worker processes per training process
+        # torch: torch's DataLoader | ring: avprep's RingLoader (batches in reused shared
+        # memory: faster when loading is the bottleneck; every sample field fixed-shape)
+        "loader": "torch",
         "log_every": 10,  # steps between CSV/TensorBoard rows
         "checkpoint_every": 0,  # also checkpoint every N steps (0: at epoch ends only)
         "sync_bn": True,  # synchronise BatchNorm statistics across processes

@@ -332,6 +332,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         sampler=sampler,
         num_workers=workers,
         pin_memory=env.device.type == "cuda",
+        kind=str(tc["loader"]),
     )
     model = wrap_model(method, env, cfg)
     optimizer = method.build_optimizer()

@@ -60,8 +60,9 @@ class Method(nn.Module, abc.ABC):
     the engine merges YAML and ``--set key=value`` overrides on top) and
     ``inputs`` (which modalities the store must provide: ``frame``,
     ``audio``, ``spectrogram``, ``flow``) and ``profile`` (the avprep
-    extraction profile that prepares them; ``avmodels localize`` extracts a
-    user's video with it). ``smoke_overrides`` is a config
+    extraction profile its paper uses; ``avmodels localize`` falls back to it
+    only for a model file that does not record the extraction its training
+    data had, e.g. an imported checkpoint). ``smoke_overrides`` is a config
     patch that makes the method tiny enough for a CPU smoke test (small
     images, no pretrained weights); the test suite runs every registered
     method with it.
@@ -75,7 +76,7 @@ class Method(nn.Module, abc.ABC):
     paper: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     inputs: ClassVar[tuple[str, ...]] = ("frame", "audio")
-    profile: ClassVar[str] = ""  # avprep extraction profile of its inputs (``localize``)
+    profile: ClassVar[str] = ""  # the paper's avprep extraction profile (localize's fallback)
     smoke_overrides: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, cfg: Mapping[str, Any]) -> None:

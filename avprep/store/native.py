@@ -152,6 +152,18 @@ def decode_jpeg(data: bytes | np.ndarray, reduce: int = 1) -> np.ndarray | None:
 _REDUCED = {2: 17, 4: 33, 8: 65}  # cv2.IMREAD_REDUCED_COLOR_{2,4,8}
 
 
+def decode_jpeg_into(data: bytes | np.ndarray, dst: np.ndarray) -> bool:
+    """Decode RGB straight into ``dst`` (uint8 (H, W, 3), C-contiguous); False when that
+    cannot be done (no simplejpeg, another size, a file it refuses): decode otherwise."""
+    if _simplejpeg is None:
+        return False
+    try:
+        got = _simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=dst)
+    except ValueError:
+        return False
+    return got.shape == dst.shape and got.ctypes.data == dst.ctypes.data
+
+
 def encode_flac(pcm: np.ndarray, sample_rate: int) -> bytes:
     """One complete FLAC stream (16-bit mono) holding ``pcm`` (int16 (T,)), losslessly.
 

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from avprep.errors import ConfigError, StoreError
 from avprep.store import sspl as sspl_layout
 from avprep.store.index import INDEX_NAME, NATIVE_FORMAT, SSPL_FORMAT, read_index
-from avprep.store.native import READABLE_VERSIONS, decode_flac, decode_jpeg
+from avprep.store.native import READABLE_VERSIONS, decode_flac, decode_jpeg, decode_jpeg_into
 from avprep.store.source import MODALITIES
 
 log = logging.getLogger(__name__)
@@ -284,6 +284,11 @@ class ShardDataset(Dataset):
         }
         frames: list[Any] = [None] * n
         arrays: dict[str, torch.Tensor] = {}
+        frame_dst = None  # decode JPEG frames straight into a given uint8 batch buffer
+        if into is not None and "frame" in into and self.decode_jpeg and self.jpeg_reduce == 1:
+            t = into["frame"]
+            if t.dtype == torch.uint8 and t.dim() == 4 and len(t) >= n and t.is_contiguous():
+                frame_dst = t.numpy()
         for k in sorted(groups):
             h = self._shard(k)
             dest = groups[k]
@@ -332,9 +337,13 @@ class ShardDataset(Dataset):
             if "frame" in self.modalities:
                 if "frame_jpeg" in h:
                     for r, data in self._byte_rows(h, "frame_jpeg", "frame_offset", runs):
-                        value = (
-                            self._frame(data, self._starts[k] + r, k) if self.decode_jpeg else data
-                        )
+                        j0 = dest[r][0]
+                        if frame_dst is not None and decode_jpeg_into(data, frame_dst[j0]):
+                            value = frame_dst[j0]  # decoded in place: nothing to copy later
+                        elif self.decode_jpeg:
+                            value = self._frame(data, self._starts[k] + r, k)
+                        else:
+                            value = data
                         for j in dest[r]:
                             frames[j] = value
                 else:
@@ -408,7 +417,8 @@ class ShardDataset(Dataset):
                 t = _alloc(out, "frame", (len(frames), *frames[0].shape), torch.uint8, in_worker)
                 dst = t.numpy()
                 for j, f in enumerate(frames):
-                    dst[j] = f
+                    if f.ctypes.data != dst[j].ctypes.data:  # not decoded in place
+                        dst[j] = f
                 batch["frame"] = t
             else:
                 batch["frame"] = [torch.from_numpy(np.ascontiguousarray(f)) for f in frames]
