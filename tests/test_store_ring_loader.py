@@ -149,6 +149,13 @@ def test_fixed_shapes_are_required_and_batches_must_fit():
     with pytest.raises(ConfigError, match="batch_size"):
         RingLoader(_Toy(6))
 
+    class Nested(_Toy):
+        def __getitem__(self, i):
+            return {"x": np.zeros(2), "boxes": {"a": np.zeros(4)}}
+
+    with pytest.raises(ConfigError, match="'boxes' collates to a dict"):
+        list(RingLoader(Nested(4), 2, num_workers=1))
+
 
 def test_a_dead_worker_is_reported_not_waited_for():
     ring = RingLoader(_Toy(8, exit_at=6), 2, num_workers=2)

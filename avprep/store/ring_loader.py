@@ -140,6 +140,15 @@ class RingLoader:
         self._base_seed = self._draw_seed()
         probe = _read_batch(self.dataset, [self.probe_key], None)
         self._order = list(probe)
+        for k, v in probe.items():
+            flat = isinstance(v, torch.Tensor) or (
+                isinstance(v, list) and all(isinstance(x, (str, bytes)) for x in v)
+            )
+            if not flat:
+                raise ConfigError(
+                    f"RingLoader: field {k!r} collates to a {type(v).__name__}; it takes flat "
+                    "samples (arrays, numbers, strings): use torch's DataLoader for this dataset"
+                )
         self._fields = {
             k: (tuple(v.shape[1:]), v.dtype)
             for k, v in probe.items()
