@@ -112,6 +112,33 @@ def test_files_redirect_no_audio_in_parallel(srv, dl_root, tmp_path):
     assert dl.downloaded(out) == {c: out / f"{c}.mp4" for c in ("a", "b", "quiet")}
 
 
+def test_a_dask_cluster_downloads_through_the_cli(srv, dl_root, tmp_path):
+    """`--backend dask --scheduler ADDR` runs on that cluster: same files, same records."""
+    distributed = pytest.importorskip("dask.distributed")
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"{srv.base}/clip_a.mp4\n{srv.base}/clip_b.mp4\n{srv.base}/missing/x.mp4\n")
+    out = tmp_path / "out"
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        args = ["download", "--ids", str(ids), "--dataset", "urls", "--out", str(out),
+                "--backend", "dask", "--scheduler", cluster.scheduler_address, "--retries", "0",
+                "--no-progress"]  # fmt: skip
+        with distributed.Client(cluster.scheduler_address) as client, \
+                distributed.get_task_stream(client) as stream:  # fmt: skip
+            result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    # the three clips ran as tasks on this cluster (not on a cluster of its own)
+    assert len(stream.data) == 3
+    assert len({t["worker"] for t in stream.data}) >= 1
+    recs = records(out)
+    assert {c: r["status"] for c, r in recs.items()} == {
+        "clip_a": "ok", "clip_b": "ok", "x": "unavailable"}  # fmt: skip
+    for cid in ("clip_a", "clip_b"):
+        assert sha256_file(out / f"{cid}.mp4") == sha256_file(dl_root / f"{cid}.mp4")
+    assert srv.hits["/missing/x.mp4"] == 1 and leftovers(out) == []
+
+
 def test_section_of_a_clip_with_start_time(srv, tmp_path):
     out = tmp_path / "out"
     rows = [{"clip_id": "sec", "url": srv.url("fast.mp4"), "start": 1.0, "end": 9.0}]

@@ -182,6 +182,7 @@ def download(
         cfg,
         jobs=jobs,
         backend=backend,
+        scheduler=scheduler,
         retry_failed=retry_failed,
         skip_bad=skip_bad,
         limit=limit,

@@ -811,12 +811,17 @@ def download_clips(
     *,
     jobs: int = 1,
     backend: str = "loky",
+    scheduler: str | None = None,
     retry_failed: bool = False,
     skip_bad: bool = False,
     limit: int | None = None,
     progress: bool = True,
 ) -> DownloadReport:
     """Download every clip of ``rows`` into ``cfg.out`` and record it in the manifest.
+
+    ``backend``: ``loky`` (``jobs`` processes here), ``dask`` (a local cluster
+    of ``jobs`` workers, or the cluster at ``scheduler``; its workers must see
+    ``cfg.out`` at the same path), or ``serial``.
 
     ``rows``: clip dicts or a DataFrame with ``clip_id``, ``url``, ``start``,
     ``end`` (+ optional ``label``, ``split``, ``source``), e.g. from
@@ -862,6 +867,7 @@ def download_clips(
                 todo,
                 jobs=max(1, min(jobs, len(todo))),  # no idle worker processes to start
                 backend=backend,
+                scheduler=scheduler,
                 manifest=manifest,
                 desc="download",
                 progress=progress,
