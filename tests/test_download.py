@@ -257,8 +257,12 @@ def test_interrupted_mid_download_then_resume(srv, dl_root, tmp_path, sig):
     out = tmp_path / "out"
     ids = tmp_path / "ids.txt"
     ids.write_text(f"{srv.url('clip_a.mp4')}\n{srv.url('gate/clip_b.mp4')}\n")
+    # SIGINT handled as in a terminal even when this test runs where it is ignored (a
+    # background job of a non-interactive shell passes SIGINT ignored to its children)
+    main = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from avprep.cli import main; main()")  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from avprep.cli import main; main()", "download",
+        [sys.executable, "-c", main, "download",
          "--ids", str(ids), "--out", str(out), "--jobs", "1", "--no-progress", "--retries", "0"],
         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
