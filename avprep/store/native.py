@@ -109,8 +109,8 @@ def _filters(spec: NativeSpec) -> dict[str, Any]:
 def _decode_rgb(data: bytes | np.ndarray) -> np.ndarray | None:
     if _simplejpeg is not None:
         # libjpeg-turbo through simplejpeg: the same pixels as OpenCV's decoder (tested),
-        # ~15 % less CPU (no BGR round trip, no cv::Mat); strict, so a truncated or corrupt
-        # file is an error rather than grey rows. CMYK and other exotic files fall through.
+        # ~15 % less CPU (no BGR round trip, no cv::Mat). What it refuses (CMYK, or a
+        # damaged file libjpeg only warns about) goes to OpenCV as before.
         try:
             return _simplejpeg.decode_jpeg(data, colorspace="RGB")
         except ValueError:

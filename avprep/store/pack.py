@@ -281,7 +281,7 @@ def pack(
     exactly those clips, in that order. ``audio``: ``flac`` (lossless, the
     default) or ``pcm`` (int16) in native shards. ``compression``: the
     lossless HDF5 filter on native PCM audio, spectrograms and flow (default
-    ``gzip``: about 20 % off a log-mel spectrogram for ~60 us more per read;
+    ``gzip``: about 20 % off a log-mel spectrogram for ~16 us more per read;
     ``none`` for the SSPL layout, which has none). ``jobs`` writer
     processes (default: one per shard, at most the CPU count). ``test``
     forces SSPL's train/test variant (default: a split named ``test*`` is a
