@@ -477,21 +477,31 @@ def run_extract(
     scheduler: str | None = None,
     limit: int | None = None,
     progress: bool = True,
+    times: str | os.PathLike | None = None,
 ) -> ExtractSummary:
     """Extract every clip of ``in_path`` into ``out_dir``; resume what is done.
 
     The manifest header records ``profile`` and ``profile_params``; a rerun
     with different parameters into the same folder is refused (its files
-    would mix two preprocessings).
+    would mix two preprocessings). ``times``: a CSV of clips at annotated
+    times/frames of the videos (:mod:`avprep.stages.times`, one decode per video).
     """
     t0 = time.perf_counter()
+    timed = None
+    if times is not None:
+        from avprep.stages.times import read_times
+
+        timed = read_times(times)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sources, rejected = find_sources(in_path)
     if limit is not None:
         if limit < 0:
             raise ConfigError(f"--limit must be >= 0, got {limit}")
-        sources = sources[:limit]
+        if timed is not None:
+            timed = timed[:limit]
+        else:
+            sources = sources[:limit]
     manifest = Manifest(out / MANIFEST_NAME)
     params = json.loads(json.dumps(profile.params()))
     old = manifest.header.get("profile_params")
@@ -509,6 +519,9 @@ def run_extract(
     if profile.spectrogram and (out / "spectrograms" / profile.spectrogram).is_dir():
         cleanup_temps(out / "spectrograms" / profile.spectrogram)
 
+    if timed is not None:
+        return _run_times(timed, sources, rejected, manifest, out, profile, t0, jobs=jobs,
+                          backend=backend, scheduler=scheduler, progress=progress)  # fmt: skip
     for rec in rejected:
         if not is_done(manifest.get(rec.clip_id), out):
             manifest.append(rec)
@@ -548,3 +561,24 @@ def _reason(error: str) -> str:
     # "<clip id>: reason" -> "reason", so the same failure groups across clips
     head, sep, tail = error.partition(": ")
     return tail if sep and " " not in head else error
+
+
+def _run_times(timed, sources, rejected, manifest, out, profile, t0, **kw) -> ExtractSummary:
+    """``--times``: clips at annotated times, one decode per source video."""
+    from avprep.stages.times import run_times
+
+    for rec in rejected:
+        log.warning("%s", rec.error)
+    videos = {s.clip_id: s.path for s in sources}
+    counts, reasons, already = run_times(
+        videos, timed, manifest, out, profile, is_done=is_done, **kw
+    )
+    return ExtractSummary(
+        total=len(timed),
+        already_done=already,
+        ok=counts[OK],
+        failed=counts[FAILED],
+        seconds=time.perf_counter() - t0,
+        reasons=reasons.most_common(5),
+        out_dir=os.fspath(out),
+    )
