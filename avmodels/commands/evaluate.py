@@ -50,6 +50,12 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
     "(e.g. htf/flickr-test-trimmed, vggss/test-4670) or a,b,c.",
 )
 @click.option(
+    "--ids-from",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Row ids of an SSPL-layout --data kept outside its h5 files, one a line "
+    "(e.g. the Chaotic World fork's ChaoticWorld_test.csv); default: its index or row numbers.",
+)
+@click.option(
     "--report",
     type=click.Path(file_okay=False, path_type=Path),
     help="Write metrics.json, per_sample.csv and maps.npz here.",
@@ -60,7 +66,7 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none")
 @click.option("--allow-missing", is_flag=True, help="Score annotated clips that have maps only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, device,
+def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, ids_from, report, device,
              batch_size, workers, amp, allow_missing, as_json) -> None:  # fmt: skip
     """Evaluate a trained model on test shards: cIoU, AUC, mean IoU, pointing.
 
@@ -80,7 +86,7 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, devic
     result, _ = evaluate_model(
         model, list(data), benchmark, annotations, preset=preset, ids=ids_list,
         report_dir=report, device=device, batch_size=batch_size, num_workers=workers,
-        amp=amp, allow_missing=allow_missing,
+        amp=amp, allow_missing=allow_missing, ids_from=ids_from,
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

@@ -148,18 +148,20 @@ def evaluate_model(
     amp: str = "none",
     allow_missing: bool = False,
     progress: bool = True,
+    ids_from: str | os.PathLike | None = None,
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """Maps of the model in ``model_file`` over the ``data`` stores, scored.
 
     ``ids`` restricts the clips scored (a paper's subset); every listed clip
-    must be in the data and the annotations.
+    must be in the data and the annotations. ``ids_from``: the row ids of an
+    SSPL-layout store kept in a separate file (one a line, row order).
     """
     from avmodels.engine.checkpoint import build_model
 
     dev = pick_device(device)
     amp = amp_mod.check_amp(amp, dev)
     method, info = build_model(model_file, dev)
-    sources = open_sources(data, method.required_inputs())
+    sources = open_sources(data, method.required_inputs(), ids_csv=ids_from)
     anns = load_annotations(annotations, benchmark)
     rows = None
     if ids is not None:
