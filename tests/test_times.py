@@ -173,7 +173,7 @@ def test_window_outside_the_track(coded, tmp_path, policy):
     assert recs["mid"].ok
     if policy == "skip":
         for cid in ("early", "late"):
-            assert not recs[cid].ok and "leaves the track" in recs[cid].error
+            assert not recs[cid].ok and "leaves the audio" in recs[cid].error
             assert "--window-outside skip" in recs[cid].error
             assert not (out / "audio" / f"{cid}.wav").exists()
         return
@@ -274,7 +274,7 @@ def test_times_file_is_checked(tmp_path):
 
 
 def test_window_arithmetic():
-    # the fork's rule: start = int((t - 1.5) * sr), kept only inside the track
+    # start = round(t * rate) - n // 2 (the fork's int((t - 1.5) * sr) for whole t * rate)
     assert audio_window(64000, 16000, 2.0, 3.0, "skip") == (8000, 48000, None)
     assert audio_window(64000, 16000, 1.5, 3.0, "skip")[2] is None
     assert audio_window(64000, 16000, 1.4999, 3.0, "skip")[2] is not None

@@ -66,8 +66,15 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none")
 @click.option("--allow-missing", is_flag=True, help="Score annotated clips that have maps only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change the model file's config, e.g. htf.legacy_flow=false (keys checked as in train).",
+)
 def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, ids_from, report, device,
-             batch_size, workers, amp, allow_missing, as_json) -> None:  # fmt: skip
+             batch_size, workers, amp, allow_missing, as_json, sets) -> None:  # fmt: skip
     """Evaluate a trained model on test shards: cIoU, AUC, mean IoU, pointing.
 
     \b
@@ -86,7 +93,7 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, ids_from, rep
     result, _ = evaluate_model(
         model, list(data), benchmark, annotations, preset=preset, ids=ids_list,
         report_dir=report, device=device, batch_size=batch_size, num_workers=workers,
-        amp=amp, allow_missing=allow_missing, ids_from=ids_from,
+        amp=amp, allow_missing=allow_missing, sets=sets, ids_from=ids_from,
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

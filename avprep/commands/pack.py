@@ -29,7 +29,10 @@ from avprep.errors import InputError
 )
 @click.option("--split", required=True, help="Split name, e.g. train, 10k, 144k, test.")
 @click.option(
-    "--shards", type=int, default=None, help="Number of shards K (rows per shard = ceil(N/K))."
+    "--shards",
+    type=int,
+    default=None,
+    help="Number of shards K (near-equal sizes; SSPL layout: 14,400 rows a shard, its loader's rule).",
 )
 @click.option(
     "--rows-per-shard", type=int, default=None, help="Rows per shard (instead of --shards)."
@@ -119,7 +122,10 @@ def pack_h5(in_dir, out_dir, split, shards, rows_per_shard, layout, ids_file, jo
       avprep pack-h5 --in extracted_test/ --out VGGSS/Data --split test --layout sspl \\
           --ids sspl/vggss-test-4692
 
-    Row r goes to shard r // rows-per-shard. Clips that failed extraction are
+    --shards K writes K shards of near-equal size; --rows-per-shard R puts row
+    r in shard r // R. SSPL's layout holds 14,400 rows a shard whatever N is
+    (its loader opens shard index // 14400 + 1) and prints the --num_train to
+    set. Clips that failed extraction are
     skipped and listed in OUT/index.json. A rerun keeps complete shards.
     """
     from avprep.store.pack import pack

@@ -6,8 +6,10 @@ Per clip (:func:`extract_clip`):
 2. ONE ffmpeg process with the file opened twice: input 0 seeks (``-ss``
    before ``-i``: jump to the keyframe before the key frame, decode forward,
    drop earlier frames) and writes the key frame and the next one as PPM to a
-   pipe; input 1 seeks to the audio window and writes it as mono s16 at the
-   profile's rate. Decoding is single-threaded: parallelism is across clips.
+   pipe; input 1 seeks to the audio window (when an MP4 edit list states the
+   decoded length; otherwise it decodes the whole track and the window is cut
+   from the counted samples, see :mod:`avprep.stages.audio_window`) and writes
+   it as mono s16 at the profile's rate. Decoding is single-threaded: parallelism is across clips.
    ``-copyts`` keeps the source timeline, so the frame times recorded come
    from the frames themselves (variable frame rate safe);
 3. in Python: resize (OpenCV), JPEG, tile/pad the audio, WAV, spectrogram,
@@ -47,6 +49,7 @@ from avprep.spectrogram import compute as compute_spectrogram
 from avprep.stages import audio as audio_stage
 from avprep.stages import flow as flow_stage
 from avprep.stages import frames as frame_stage
+from avprep.stages.audio_window import AudioWindow, SignalFacts, plan_window
 from avprep.stages.flow import write_npy
 from avprep.stages.mediainfo import clip_info
 
@@ -102,10 +105,10 @@ def extract_clip(
     rate = profile.sample_rate or media.sample_rate
     if not rate:
         raise MediaError(f"{cid}: the audio sample rate is unknown; pass --sample-rate")
-    track = info.audio_duration or media.duration
-    a_start, whole = audio_stage.window_start(
-        profile.audio_window, profile.audio_seconds, track, t_frame
-    )
+    rate = int(rate)
+    window = _known_window(profile, info, rate, t_frame)
+    a_start = window.start_seconds if window is not None else 0.0
+    whole = window is None or window.whole
     plan = _Plan(
         kind=kind,
         fps_n=fps_n,
@@ -130,6 +133,12 @@ def extract_clip(
             frames, times, raw = _decode(source.path, wide, cid)
             found = frame_stage.shown_at(times, t_frame)
         key_index = found or 0
+    if window is None:
+        # no edit list told the decoded length: the whole track was decoded, count it
+        signal = SignalFacts(samples=int(raw.size), rate=rate, source="decoded")
+        window = plan_window(profile.audio_window, profile.audio_seconds, signal, t_frame)
+        raw = raw[window.start :]
+        a_start = window.start_seconds
     t_decoded = time.perf_counter()
     # check everything before writing anything, so a failed clip leaves no files
     if not frames:
@@ -168,6 +177,7 @@ def extract_clip(
             outputs["flow_legacy_y"] = f"flow/flow_y/{cid}.jpg"
     t_flow = time.perf_counter()
 
+    window_source = "edit-list" if info.audio_signal_duration is not None else "decoded"
     n = int(round(profile.audio_seconds * rate))
     samples = audio_stage.fit_length(raw, n, profile.short_audio)
     audio_stage.write_wav(out / "audio" / f"{cid}.wav", samples, rate)
@@ -186,6 +196,9 @@ def extract_clip(
             "frame_time": key_time,
             "next_frame_time": next_time,
             "audio_start": round(a_start, 6),
+            # the window's first sample in the decoded signal, and where its length came from
+            "audio_start_sample": int(window.start),
+            "audio_signal_source": window_source,
             "audio_seconds": profile.audio_seconds,
             "sample_rate": int(rate),
             "width": int(key_small.shape[1]),
@@ -209,6 +222,19 @@ def extract_clip(
         }
     )
     return ClipRecord(clip_id=cid, status=OK, outputs=outputs, meta=meta)
+
+
+def _known_window(profile: Profile, info, rate: int, t_frame: float) -> AudioWindow | None:
+    """The audio window when the decoded length is known before decoding, else None.
+
+    An MP4 edit list states it (priming and padding excluded): ffmpeg then seeks
+    to the window. Otherwise the one ffmpeg pass decodes the whole track and
+    the window is cut from the counted samples (:mod:`avprep.stages.audio_window`).
+    """
+    if info.audio_signal_duration is None:
+        return None
+    signal = SignalFacts.from_duration(info.audio_signal_duration, rate)
+    return plan_window(profile.audio_window, profile.audio_seconds, signal, t_frame)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,10 +23,14 @@ same pass. Each clip's window is then cut from the decoded samples: sample 0
 is the first decoded sample (the decoder has already dropped the codec's
 priming), as the fork's ``torchaudio.load`` sees it.
 
-A window that leaves the track follows ``window_outside``: ``shift`` moves it
-inside, ``skip`` fails the clip with the reason (the Chaotic World fork's
-rule: ``start_time >= 1.5`` and the window's end inside the track), ``pad``
-fills the outside with silence. A time past the video's end, or a frame index
+The window is placed by the project's one window rule
+(:mod:`avprep.stages.audio_window`, ``at-time``: first sample ``round(t *
+rate) - n // 2`` of the decoded signal; the fork's ``int((t - 1.5) * sr)`` at
+the native rate differs from it by at most one sample when ``t * rate`` is not
+whole). A window that leaves the track follows ``window_outside``: ``shift``
+moves it inside, ``skip`` fails the clip with the reason (the Chaotic World
+fork's rule: ``start_time >= 1.5`` and the window's end inside the track),
+``pad`` fills the outside with silence. A time past the video's end, or a frame index
 past its last frame, fails the clip with a reason; nothing is clamped.
 """
 
@@ -55,6 +59,7 @@ from avprep.spectrogram import compute as compute_spectrogram
 from avprep.stages import audio as audio_stage
 from avprep.stages import flow as flow_stage
 from avprep.stages import frames as frame_stage
+from avprep.stages.audio_window import SignalFacts, plan_window
 from avprep.stages.mediainfo import clip_info
 
 log = logging.getLogger(__name__)
@@ -267,28 +272,27 @@ def audio_window(
 ) -> tuple[int, int, str | None]:
     """``(start, n, reason)``: the window of ``seconds`` centred at ``centre`` in samples.
 
-    ``start`` may be negative or run past ``n_track`` only with ``pad``. With
-    ``skip`` a window outside the track gives ``reason`` (the clip fails).
-    The start is ``floor((centre - seconds/2) * rate)``, the fork's
-    ``int((t - 1.5) * sr)`` for times inside the track.
+    ``shift`` and ``skip`` use the project's one window rule
+    (:func:`avprep.stages.audio_window.plan_window`, ``at-time``: start =
+    ``round(centre * rate) - n // 2`` in the decoded signal); ``skip`` gives a
+    ``reason`` when the window leaves the signal (the clip fails). ``pad``
+    keeps that start even outside the signal (:func:`cut_window` fills silence).
+    A signal shorter than the window with ``shift`` is taken whole
+    (``fit_length`` then tiles or pads it as the profile says).
     """
     n = int(round(seconds * rate))
-    start = math.floor((centre - seconds / 2.0) * rate + 1e-9)
-    inside = start >= 0 and start + n <= n_track
-    if inside or policy == "pad":
-        return start, n, None
-    if policy == "skip":
-        return (
-            start,
-            n,
-            (
-                f"audio window {start / rate:.3f}..{(start + n) / rate:.3f} s leaves the track "
-                f"(0..{n_track / rate:.3f} s); skipped (--window-outside skip)"
-            ),
+    if policy == "pad":
+        return int(round(centre * rate)) - n // 2, n, None
+    signal = SignalFacts(samples=int(n_track), rate=int(rate), source="decoded")
+    try:
+        w = plan_window(
+            "at-time", seconds, signal, centre, outside="fail" if policy == "skip" else "shift"
         )
-    if n_track <= n:
-        return 0, n_track, None  # the whole track; fit_length tiles/pads it
-    return min(max(0, start), n_track - n), n, None
+    except MediaError as exc:
+        return 0, n, f"{exc}; skipped (--window-outside skip)"
+    if w.whole:
+        return 0, int(n_track), None
+    return w.start, w.length, None
 
 
 def cut_window(track: np.ndarray, start: int, n: int) -> np.ndarray:
