@@ -270,13 +270,14 @@ PROFILES.add(
     "chaotic",
     Profile(
         name="chaotic",
-        # with --times: the annotated frame (start_fid); the window centred on start_time
+        # with --times: the annotated frame (start_fid), the window centred on start_time;
+        # without: SSPL's middle frame and centre window (plus the 320x180 pre-scale)
         frame_at="middle",
         image_size=256,
         resize="squash",
         interpolation="cubic",
         audio_seconds=3.0,
-        audio_window="at-frame",
+        audio_window="centre",
         sample_rate=16000,
         short_audio="tile-centre",
         spectrogram="vggish-sspl",

@@ -417,6 +417,8 @@ def _one_clip(
     nxt = dec.frames.get(k + 1)
     if need_next and nxt is None:
         raise MediaError(f"no frame after frame {k + 1}, so no optical flow")
+    # the profile's ``centre`` / ``at-frame`` both mean the annotated moment here; ``start``
+    # starts the window there
     centre = c.time if c.time is not None else key_time
     if profile.audio_window == "start":
         centre += profile.audio_seconds / 2.0
