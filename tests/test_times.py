@@ -24,7 +24,7 @@ from avprep.profiles import get_profile
 from avprep.stages.audio import read_wav
 from avprep.stages.extract import run_extract
 from avprep.stages.frames import read_jpeg
-from avprep.stages.times import audio_window, cut_window, read_times
+from avprep.stages.times import TimedClip, audio_window, cut_window, read_times, video_stop
 from tests.coded_media import click_times, frame_index, make_coded_video
 
 RATE = 16000
@@ -302,3 +302,12 @@ def test_localize_at_past_the_end_fails(coded, tmp_path):
     assert r.exit_code != 0 and isinstance(r.exception, MediaError)
     assert "4.500 s is past the end of the video (4.000 s)" in str(r.exception)
     assert not (tmp_path / "x.png").exists()
+
+
+def test_the_video_decode_stops_after_the_last_frame_needed():
+    frames = (TimedClip("a", "V", None, 5), TimedClip("b", "V", None, 9))
+    assert video_stop(frames, False, 0.1) == ["-frames:v", "2"]
+    assert video_stop(frames, True, 0.1) == ["-frames:v", "4"]  # 4, 5, 8, 9 (0-based)
+    times = (TimedClip("a", "V", 2.0), TimedClip("b", "V", 7.5))
+    assert video_stop(times, False, 0.1) == ["-to", "7.650000"]
+    assert video_stop((frames[0], times[0]), False, 0.1) == []  # mixed: to the end

@@ -210,10 +210,36 @@ def select_expression(clips: tuple[TimedClip, ...], need_next: bool, around: flo
     return "+".join(sorted(terms))
 
 
+def video_stop(clips: tuple[TimedClip, ...], need_next: bool, around: float) -> list[str]:
+    """Output options that end the video decode after the last frame the clips need.
+
+    Frame requests only: ``-frames:v`` (the number of distinct selected
+    frames); time requests only: ``-to`` just past the last window (``-copyts``
+    keeps source times). Mixed requests decode to the end.
+    """
+    if all(c.frame is not None for c in clips):
+        wanted = {c.frame - 1 for c in clips} | ({c.frame for c in clips} if need_next else set())
+        return ["-frames:v", str(len(wanted))]
+    if all(c.frame is None for c in clips):
+        return ["-to", f"{max(c.time for c in clips) + around + 0.05:.6f}"]
+    return []
+
+
 def decode_video(
-    path: str, expr: str, rate: int, scale: str | None, what: str, *, audio: bool = True
+    path: str,
+    expr: str,
+    rate: int,
+    scale: str | None,
+    what: str,
+    *,
+    audio: bool = True,
+    stop: list[str] | None = None,
 ) -> Decoded:
-    """One ffmpeg pass: the selected frames (with decoded index and time) and the audio."""
+    """One ffmpeg pass: the selected frames (with decoded index and time) and the audio.
+
+    The whole audio track is decoded (windows are cut from it); the video
+    decode ends early with ``stop`` (:func:`video_stop`).
+    """
     fd, raw_path = tempfile.mkstemp(prefix="avprep-times.", suffix=".s16")
     os.close(fd)
     fd, stats_path = tempfile.mkstemp(prefix="avprep-times.", suffix=".txt")
@@ -226,7 +252,7 @@ def decode_video(
     args += [
         "-fps_mode", "passthrough", "-enc_time_base:v", "demux",
         "-stats_enc_pre", stats_path, "-stats_enc_pre_fmt", "{ni} {pts} {tb}",
-        "-c:v", "ppm", "-f", "image2pipe", "pipe:1",
+        *(stop or []), "-c:v", "ppm", "-f", "image2pipe", "pipe:1",
     ]  # fmt: skip
     if audio:
         args += ["-map", "0:a:0", "-ac", "1", "-ar", str(rate), "-c:a", "pcm_s16le"]
@@ -344,7 +370,8 @@ def extract_video(job: VideoJob, out_dir: str | os.PathLike, profile: Profile) -
     need_next = profile.flow is not None
     around = max(_AROUND, 2.5 / media.fps) if media.fps else _AROUND
     expr = select_expression(job.clips, need_next, around)
-    dec = decode_video(job.path, expr, rate, profile.source_scale, job.video)
+    stop = video_stop(job.clips, need_next, around)
+    dec = decode_video(job.path, expr, rate, profile.source_scale, job.video, stop=stop)
     if dec.audio.size == 0:
         raise MediaError(f"{job.video}: the audio stream decoded to no samples")
     decode_s = time.perf_counter() - t0
@@ -389,6 +416,7 @@ def _key_index(c: TimedClip, dec: Decoded, job: VideoJob, video_end: float, arou
         dec.scale,
         job.video,
         audio=False,
+        stop=["-to", f"{t + around + 0.05:.6f}"],
     )
     keys = sorted(wide.times)
     found = frame_stage.shown_at([wide.times[k] for k in keys], t)
