@@ -22,6 +22,7 @@ COMMANDS = {
     "synth": "avprep.commands.synth:synth",
     "run": "avprep.commands.run:run",
     "chaotic-world": "avprep.commands.chaotic:chaotic_world",
+    "htf-test-times": "avprep.commands.htf:htf_test_times",
 }
 
 

@@ -278,3 +278,16 @@ def test_chaotic_world_recipe_end_to_end(tmp_path):
     metrics = json.loads((work / "report-sspl" / "metrics.json").read_text())
     assert metrics["n"] == 2
     assert 0.0 <= metrics["ciou"] <= 1.0 and 0.0 <= metrics["auc"] <= 1.0
+
+
+def test_archives_in_the_registry_say_what_reads_them(tmp_path):
+    from avprep import catalog
+    from avprep.errors import InputError
+    from avprep.recipes import load_clips
+
+    e = catalog.get_entry("chaotic/ssl-format")
+    assert e.corpus == "chaotic" and e.format == "zip-archive" and "drive.google.com" in e.urls[0]
+    z = tmp_path / "SSL_ssl_format.zip"
+    z.write_bytes(b"PK\x03\x04\x00\x00")
+    with pytest.raises(InputError, match=r"not an id list: a zip archive: .*chaotic-world prepare"):
+        load_clips(z, fmt="zip-archive")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from avprep.errors import ConfigError, InputError
-from avprep.recipes import chaotic, filelists, flickr, urls, vggsound, vggss  # noqa: F401 - registers formats
+from avprep.recipes import binary, chaotic, filelists, flickr, urls, vggsound, vggss  # noqa: F401 - registers formats
 from avprep.recipes.detect import detect_format
 from avprep.recipes.formats import DATASETS, FORMATS, Format, normalise_dataset
 from avprep.recipes.table import COLUMNS, SOURCES, Collector, empty_frame
@@ -96,6 +96,8 @@ def load_clips(
         fmt = entry.format
     if dataset is None and entry is not None and entry.corpus in DATASETS:
         dataset = entry.corpus
+    if fmt != "auto" and FORMATS.get(fmt).binary:
+        raise InputError(f"{path}: not an id list: {FORMATS.get(fmt).description}")
     text = read_text(path)
     if fmt == "auto":
         fmt = detect_format(text, dataset, str(path))

@@ -28,16 +28,24 @@ class Format:
     description: str
     example: str
     unit: str = "line"  # what error positions count: "line" or "item" (JSON lists)
+    binary: bool = (
+        False  # not a text list (an archive, a pickle): the description says what reads it
+    )
 
 
 FORMATS: Registry[Format] = Registry("format")
 
 
 def register(
-    name: str, datasets: tuple[str, ...], description: str, example: str, unit: str = "line"
+    name: str,
+    datasets: tuple[str, ...],
+    description: str,
+    example: str,
+    unit: str = "line",
+    binary: bool = False,
 ) -> Callable[[Parser], Parser]:
     def deco(fn: Parser) -> Parser:
-        FORMATS.add(name, Format(name, fn, datasets, description, example, unit))
+        FORMATS.add(name, Format(name, fn, datasets, description, example, unit, binary))
         return fn
 
     return deco
