@@ -294,8 +294,9 @@ def test_localize_at_past_the_end_fails(coded, tmp_path):
     from avmodels.engine.config import resolve_config
     from avmodels.methods import build_method
 
-    cfg = resolve_config("sspl", sets=["model.pretrained=false", "model.image_size=32"])
-    model = save_model(tmp_path / "m.pt", build_method("sspl", cfg), cfg)
+    cfg = resolve_config("ssl-tie", sets=["model.backbone=small", "model.small_width=8",
+                                          "model.small_channels=32", "data.image_size=64"])  # fmt: skip
+    model = save_model(tmp_path / "m.pt", build_method("ssl-tie", cfg), cfg)
     r = CliRunner().invoke(avmodels_cli, ["localize", "--ckpt", str(model), "--video",
                                           str(coded / "V1.mp4"), "--at", "4.5", "--out",
                                           str(tmp_path / "x.png"), "--device", "cpu"])  # fmt: skip
