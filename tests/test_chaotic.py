@@ -155,7 +155,8 @@ def test_prepare_writes_times_ids_fork_json_and_leakage(tmp_path):
 
 
 def test_check_leakage_on_the_split_lists(tmp_path):
-    """``check-leakage`` between train_ssl.txt and test_ssl.txt: the video level."""
+    """``check-leakage`` between train_ssl.txt and test_ssl.txt (videos), and between
+    the prepared id lists (frames and videos)."""
     root = _fixture_table(tmp_path)
     res = CliRunner().invoke(cli, ["metadata", "check-leakage", "--json",
                                    "--train", str(root / "train_ssl.txt"),
@@ -163,6 +164,15 @@ def test_check_leakage_on_the_split_lists(tmp_path):
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output)
     assert rep["overlap_ids"] == ["SHAREDCC"] and rep["test"] == 2
+    # frame level, on prepare's id lists: the shared frame, and its video
+    out = tmp_path / "cw"
+    prepare(root, out)
+    res = CliRunner().invoke(cli, ["metadata", "check-leakage", "--json", "--dataset", "chaotic",
+                                   "--train", str(out / "train_ids.txt"),
+                                   "--test", str(out / "test_ids.txt")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)
+    assert rep["overlap_ids"] == ["SHAREDCC_000100"] and rep["video_overlap_ids"] == ["SHAREDCC"]
 
 
 def test_fork_json_duplicates_last_or_merge(tmp_path):
