@@ -253,6 +253,25 @@ def test_times_with_two_workers(coded, tmp_path):
     assert got == {"a": 9, "b": 89, "c": 39}
 
 
+@pytest.mark.slow
+def test_times_on_dask(coded, tmp_path):
+    times = write_times(tmp_path / "t.csv", "clip_id,video,frame", ["a,V1,60", "c,V2,30"])
+    out = tmp_path / "out"
+    prof = get_profile("chaotic", window_outside="pad")
+    s = run_extract(coded, out, prof, times=times, backend="dask", jobs=1, progress=False)
+    assert s.ok == 2
+    assert frame_index(read_jpeg(out / "frames" / "a.jpg")) == 59
+    assert frame_index(read_jpeg(out / "frames" / "c.jpg")) == 29
+
+
+def test_frame_at_fps_does_not_mix_with_times(coded, tmp_path):
+    from avprep.errors import ConfigError
+
+    times = write_times(tmp_path / "t.csv", "clip_id,video,frame", ["a,V1,60"])
+    with pytest.raises(ConfigError, match="fps:N does not apply"):
+        run_extract(coded, tmp_path / "o", get_profile("chaotic", frame_at="fps:1"), times=times)
+
+
 def test_times_file_is_checked(tmp_path):
     def bad(text: str, exc=InputError, match: str = ""):
         p = tmp_path / "t.csv"

@@ -517,6 +517,10 @@ def run_extract(
     if times is not None:
         from avprep.stages.times import read_times
 
+        if frame_at_value(profile.frame_at)[0] == "fps":
+            raise ConfigError(
+                "--times takes one annotated frame a clip; --frame-at fps:N does not apply"
+            )
         timed = read_times(times)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
