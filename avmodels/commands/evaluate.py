@@ -60,8 +60,18 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none")
 @click.option("--allow-missing", is_flag=True, help="Score annotated clips that have maps only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option(
+    "--audio-probe",
+    "probes",
+    multiple=True,
+    type=click.Choice(["silence", "noise", "swap"]),
+    help="Also rerun the model with this audio in place of each clip's own (repeatable) and "
+    "report how much the maps change (map IoU, max drop, pIA) and the AP of true vs probe "
+    "audio from the model's confidence.",
+)
+@click.option("--probe-seed", type=int, default=0, help="Seed of the noise and swap probes.")
 def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, device,
-             batch_size, workers, amp, allow_missing, as_json) -> None:  # fmt: skip
+             batch_size, workers, amp, allow_missing, as_json, probes, probe_seed) -> None:  # fmt: skip
     """Evaluate a trained model on test shards: cIoU, AUC, mean IoU, pointing.
 
     \b
@@ -82,12 +92,28 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, devic
         report_dir=report, device=device, batch_size=batch_size, num_workers=workers,
         amp=amp, allow_missing=allow_missing,
     )  # fmt: skip
+    sensitivity = {}
+    for kind in probes:
+        from avmodels.engine.probe import run_probe
+
+        sensitivity[kind] = run_probe(
+            model, list(data), kind, ids=ids_list, seed=probe_seed, device=device,
+            batch_size=batch_size, num_workers=workers,
+        )  # fmt: skip
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        out = result.to_dict()
+        if sensitivity:
+            out["audio_probes"] = {k: v.to_dict() for k, v in sensitivity.items()}
+        click.echo(json.dumps(out, indent=2))
         return
     click.echo(f"model     {model}")
     click.echo(f"preset    {result.preset}   clips {result.n}")
     for key in ("ciou", "auc", "mean_iou", "pointing"):
         click.echo(f"{key:<9} {getattr(result, key):.4f}")
+    for kind, r in sensitivity.items():
+        click.echo(
+            f"probe {kind:<8} map IoU {r.map_iou:.4f}  max drop {r.max_drop:.4g}  "
+            f"pIA {r.pia:.4f}  AUC-pIA {r.auc_pia:.4f}  AP true-vs-probe {r.ap_sounding:.4f}"
+        )
     if report:
         click.echo(f"report    {report}/metrics.json, per_sample.csv, maps.npz")
