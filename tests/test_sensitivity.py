@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -13,34 +11,16 @@ from avmodels.engine import probe as pr
 from avmodels.metrics import sensitivity as sens
 from avprep.errors import ConfigError
 from tests.engine_data import write_tiny_store
-
-TINY_SSLTIE = {
-    "model": {"backbone": "small", "small_width": 8, "small_channels": 16, "pretrained": False},
-    "data": {
-        "image_size": 32,
-        "spectrogram": "audio",
-        "spectrogram_name": "mssl",
-        "audio_seconds": 1.0,
-    },
-    "augment": {"image": "none", "spec_aug": False},
-}
+from tests.protocol_data import vggss_json, write_tiny_model
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny store and a random-weight SSL-TIE model file that reads the raw audio."""
-    import torch
-
-    from avmodels.engine.checkpoint import save_model
-    from avmodels.methods import METHODS
-
     root = tmp_path_factory.mktemp("probe")
     path, boxes = write_tiny_store(root, 5, size=32, seconds=1)
-    torch.manual_seed(0)
-    m = METHODS.get("ssl-tie")(TINY_SSLTIE)
-    model = save_model(root / "model.pt", m, m.cfg)
-    ann = root / "gt.json"
-    ann.write_text(json.dumps([{"file": c, "class": "x", "bbox": [list(b)]} for c, b in boxes.items()]))  # fmt: skip
+    model = write_tiny_model(root / "model.pt")
+    ann = vggss_json(root / "gt.json", boxes)
     return path, model, ann, sorted(boxes)
 
 

@@ -185,3 +185,29 @@ def run_probe(
     pos_maps, pos_conf = maps_and_confidences(method, base, **kw)
     neg_maps, neg_conf = maps_and_confidences(method, probe, **kw)
     return sensitivity(pos_maps, neg_maps, probe=kind, pos_conf=pos_conf, neg_conf=neg_conf)
+
+
+class PairedDataset(MethodDataset):
+    """Samples made of one row's frame and another row's sound: ``(video row, audio row, key)``.
+
+    The extended sets' non-sounding samples (a test frame with another clip's
+    audio) are read this way; the sample's ``clip_id`` is ``key``.
+    """
+
+    def __init__(self, base: MethodDataset, pairs: Sequence[tuple[int, int, str]]) -> None:
+        super().__init__(base.sources, base.transform, [v for v, _, _ in pairs], base.seed)
+        self.pairs = list(pairs)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        pos, epoch = key if isinstance(key, tuple) else (key, 0)
+        vrow, arow, name = self.pairs[pos]
+        sample = self.sources[vrow]
+        other = self.sources[arow]
+        for k in ("audio", "sample_rate", "spectrogram"):
+            if k in other:
+                sample[k] = other[k]
+        sample["clip_id"] = name
+        with seeded_rngs(sample_seed(self.seed, epoch, vrow)):
+            out = self.transform(sample)
+        out["clip_id"] = name
+        return out
