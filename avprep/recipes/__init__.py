@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from avprep.errors import ConfigError, InputError
-from avprep.recipes import chaotic, filelists, flickr, urls, vggsound, vggss  # noqa: F401 - registers formats
+from avprep.recipes import chaotic, filelists, flickr, protocols, urls, vggsound, vggss  # noqa: F401
 from avprep.recipes.detect import detect_format
 from avprep.recipes.formats import DATASETS, FORMATS, Format, normalise_dataset
 from avprep.recipes.table import COLUMNS, SOURCES, Collector, empty_frame
