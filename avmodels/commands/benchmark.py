@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from avmodels.commands.evaluate import model_file_of
+from avmodels.engine.benchmark import SUITES
+from avmodels.metrics import PRESETS
 
 
 @click.command("benchmark", context_settings={"show_default": True})
@@ -20,7 +22,12 @@ from avmodels.commands.evaluate import model_file_of
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Model file (from training or `avmodels import`).",
 )
-@click.option("--suite", default="all", help="all | standard | extended | interactive | avsbench")
+@click.option(
+    "--suite",
+    default="all",
+    type=click.Choice(SUITES.names()),
+    help="Which protocols: all, or one family.",
+)
 @click.option(
     "--data",
     "items",
@@ -30,8 +37,13 @@ from avmodels.commands.evaluate import model_file_of
     "extended-vggss.silent=vggss_test_plus_silent.csv, is3.meta=synthetic3240_bbox.json, "
     "s4.masks=gt_masks/ (repeatable; see docs/evaluation.md).",
 )
-@click.option("--preset", "presets", multiple=True, help="Metric presets of the standard rows "
-              "(default: every preset).")  # fmt: skip
+@click.option(
+    "--preset",
+    "presets",
+    multiple=True,
+    type=click.Choice(PRESETS.names()),
+    help="Metric presets of the standard rows (default: every preset).",
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -52,9 +64,8 @@ def benchmark(run, ckpt, suite, items, presets, out, device, batch_size, workers
           --data vggss.store=shards/vggss-test --data vggss.annotations=vggss.json \\
           --data vggss.ids=vggss/test-4911 --out bench/
     """
-    from avmodels.engine.benchmark import SUITES, parse_data, run_benchmark, write_tables
+    from avmodels.engine.benchmark import parse_data, run_benchmark, write_tables
 
-    SUITES.get(suite)  # unknown suite -> error listing the valid ones
     data = parse_data(items)
     model = model_file_of(run, ckpt)
     result = run_benchmark(
