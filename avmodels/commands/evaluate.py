@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from avmodels.metrics.sensitivity import PROBES
+
 
 def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
     from avprep.errors import ConfigError, InputError
@@ -64,7 +66,7 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
     "--audio-probe",
     "probes",
     multiple=True,
-    type=click.Choice(["silence", "noise", "swap"]),
+    type=click.Choice(PROBES),
     help="Also rerun the model with this audio in place of each clip's own (repeatable) and "
     "report how much the maps change (map IoU, max drop, pIA) and the AP of true vs probe "
     "audio from the model's confidence.",

@@ -29,11 +29,10 @@ import numpy as np
 import torch
 
 from avmodels.data import MethodDataset, make_loader, sample_seed, seeded_rngs
+from avmodels.metrics.sensitivity import PROBES
 from avprep.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-PROBES = ("silence", "noise", "swap")
 
 
 def _check(kind: str) -> str:

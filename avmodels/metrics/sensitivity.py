@@ -43,6 +43,8 @@ from avmodels.metrics.presets import binarise, get_preset, upsample
 from avprep.errors import InputError
 
 SIDE = 224
+#: the audio probes of ``avmodels eval --audio-probe`` (run by avmodels.engine.probe)
+PROBES = ("silence", "noise", "swap")
 
 
 # -- vssl_eval's measures, by name ------------------------------------------------
