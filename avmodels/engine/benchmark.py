@@ -106,6 +106,7 @@ class BenchmarkResult:
     method: str
     rows: list[Row]
     skipped: dict[str, str]
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def columns(self) -> list[str]:
         cols: list[str] = []
@@ -120,6 +121,7 @@ class BenchmarkResult:
             "columns": self.columns(),
             "rows": [dataclasses.asdict(r) for r in self.rows],
             "skipped": dict(self.skipped),
+            "notes": list(self.notes),
         }
 
     def table(self) -> tuple[list[str], list[list[str]]]:
@@ -140,6 +142,7 @@ class BenchmarkResult:
         lines += ["| " + " | ".join(b) + " |" for b in body]
         lines.append("")
         lines.append("Metrics in %. " + "; ".join(f"{k}: {v}" for k, v in self.skipped.items()))
+        lines += [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
@@ -149,6 +152,7 @@ class BenchmarkResult:
         th = "".join(f"<th>{escape(h)}</th>" for h in head)
         trs = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in b) + "</tr>" for b in body)
         notes = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in self.skipped.items())
+        notes += "".join(f"<li>{escape(n)}</li>" for n in self.notes)
         return (
             "<!doctype html><meta charset='utf-8'><title>avmodels benchmark</title>"
             f"<h1>{escape(self.method)}: {escape(self.model_file)}</h1>"
@@ -221,6 +225,9 @@ def _ids_of(spec: Mapping[str, str]) -> list[str] | None:
     return read_ids(spec["ids"])
 
 
+NOTES: list[str] = []  # what a protocol left out, for the table's notes (reset per run)
+
+
 def _standard(
     proto: str, spec: Mapping[str, str], model: _Model, presets: Sequence[str]
 ) -> list[Row]:
@@ -237,6 +244,15 @@ def _standard(
             raise InputError(f"{len(absent)} listed clips have no annotation, e.g. {absent[:3]}")
         anns = {c: anns[c] for c in ids}
     sources = model.sources(spec["store"])
+    if ids is None:  # one annotation file often covers more clips than the test store
+        have = set(sources.ids)
+        absent = [c for c in anns if c not in have]
+        if absent:
+            NOTES.append(f"{proto}: {len(absent)} annotated clips are not in the store; "
+                         f"{len(anns) - len(absent)} scored")  # fmt: skip
+            anns = {c: a for c, a in anns.items() if c in have}
+        if not anns:
+            raise InputError(f"{proto}: no annotated clip is in the store")
     maps, _ = model.predict(sources, list(anns))
     rows = []
     for name in presets:
@@ -282,11 +298,16 @@ def _extended(proto: str, spec: Mapping[str, str], model: _Model) -> list[Row]:
     silent = ex.read_silent_list(spec["silent"])
     sources = model.sources(spec["store"])
     have = set(sources.ids)
+    if any(c not in have for c in anns):
+        n_in = sum(c in have for c in anns)
+        NOTES.append(
+            f"{proto}: {len(anns) - n_in} annotated clips are not in the store; {n_in} scored"
+        )
     anns = {c: a for c, a in anns.items() if c in have}
     usable = [p for p in silent if p.video in have and p.audio in have]
     if len(usable) < len(silent):
-        log.warning("%s: %d of %d silent pairs lack their video or audio in the store",
-                    proto, len(silent) - len(usable), len(silent))  # fmt: skip
+        NOTES.append(f"{proto}: {len(silent) - len(usable)} of {len(silent)} silent pairs lack "
+                     "their video or audio in the store")  # fmt: skip
     if not anns or not usable:
         raise InputError(f"{proto}: the store holds no annotated clip or no silent pair")
     maps, conf = model.predict(sources, list(anns))
@@ -320,6 +341,9 @@ def _is3(spec: Mapping[str, str], model: _Model) -> list[Row]:
     samples = is3.read_is3_json(spec["meta"])
     sources = model.sources(spec["store"])
     have = set(sources.ids)
+    if any(s.key not in have for s in samples):
+        n_in = sum(s.key in have for s in samples)
+        NOTES.append(f"is3: {len(samples) - n_in} samples are not in the store; {n_in} scored")
     samples = [s for s in samples if s.key in have]
     if not samples:
         raise InputError("is3: the store holds none of the IS3 samples")
@@ -394,6 +418,7 @@ def run_benchmark(
     model = _Model(model_file, device, batch_size, workers)
     rows: list[Row] = []
     skipped: dict[str, str] = {}
+    NOTES.clear()
     for proto in protos:
         spec = data.get(proto)
         need = PROTOCOLS[proto][0]
@@ -415,7 +440,9 @@ def run_benchmark(
         skipped[p] = f"not in suite {suite!r}"
     if not rows:
         raise InputError("no protocol of the suite has data: nothing was evaluated")
-    return BenchmarkResult(str(model_file), model.info.get("method", ""), rows, skipped)
+    return BenchmarkResult(
+        str(model_file), model.info.get("method", ""), rows, skipped, list(NOTES)
+    )
 
 
 def write_tables(result: BenchmarkResult, out: str | os.PathLike) -> dict[str, Path]:
