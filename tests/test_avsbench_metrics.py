@@ -102,3 +102,16 @@ def test_empty_mask_scores_the_background():
     p = np.zeros((4, 4), np.float32)
     p[0, 0] = 1
     assert avs.frame_iou(p, g, 0.5) == pytest.approx(15 / (16 + 1e-7))
+
+
+def test_tie_rules_f_curve_ge_and_iou_strict():
+    g = np.zeros((4, 4), np.float32)
+    g[:2] = 1
+    f = avs.f_curve(g.copy(), g)
+    # the last threshold is 1 - 1e-10, which is 1.0 in float32: a pixel equal to it counts (>=)
+    assert f[-1] == pytest.approx(1.0, abs=1e-6)
+    # the first threshold is 0: every pixel is predicted, precision 1/2
+    assert f[0] == pytest.approx(1.3 * 0.5 / (0.3 * 0.5 + 1), abs=1e-6)
+    # the IoU binarises with a strict > : a map equal to the threshold marks nothing
+    half = np.full((4, 4), 0.5, np.float32)
+    assert avs.frame_iou(half, g, 0.5) == 0.0

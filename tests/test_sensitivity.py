@@ -92,3 +92,11 @@ def test_eval_cli_prints_the_probe_beside_the_accuracy(tiny):
     assert "ciou" in res.output
     assert "probe silence" in res.output and "probe swap" in res.output
     assert "map IoU" in res.output and "pIA" in res.output
+
+
+def test_vssl_pair_thresholds_are_strict_and_the_negative_is_not_normalised():
+    pos = np.arange(49, dtype=np.float32).reshape(7, 7)
+    neg = np.full((7, 7), 0.5, np.float32)  # a flat 0.5 map: not above 0.5
+    assert sens.vssl_pair(pos, neg)["pia"] == 0.0
+    # the same map scaled by 10 would be normalised away on the positive side, not here
+    assert sens.vssl_pair(pos, neg * 10)["pia"] == 1.0
