@@ -141,3 +141,17 @@ def test_evaluate_extended_keys_and_errors():
         ex.evaluate_extended(smap, cmap, g, silent)
     with pytest.raises(UnknownNameError):
         ex.get_convention("nope")
+
+
+def test_slavc_score_maps_and_confidence():
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    raw = np.random.default_rng(2).normal(size=(7, 7)).astype(np.float32) * 20
+    s = ex.slavc_scores(raw, tau=0.03)
+    u = F.interpolate(torch.from_numpy(raw)[None, None], size=(224, 224), mode="bicubic",
+                      align_corners=True)[0, 0].numpy()  # fmt: skip
+    assert s.dtype == np.float32 and np.array_equal(s, (u + 1 / 0.03) / (2 / 0.03))
+    assert ex.top_quarter_confidence(s) == pytest.approx(
+        np.sort(s.ravel())[-(224 * 224 // 4) :].mean()
+    )

@@ -239,6 +239,20 @@ def sample_ious(
     return out
 
 
+def slavc_scores(raw: np.ndarray, tau: float = 0.03) -> np.ndarray:
+    """SLAVC's score map from a model map (its ``test.py``): torch bicubic upsampling
+    to SIDE x SIDE with ``align_corners=True`` (float32), then min-max with the fixed
+    range ``(-1/tau, 1/tau)`` of its cosine/tau logits (values may leave [0, 1])."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    t = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))[None, None]
+    with torch.no_grad():
+        u = F.interpolate(t, size=(SIDE, SIDE), mode="bicubic", align_corners=True)[0, 0].numpy()
+    lo, hi = -1.0 / tau, 1.0 / tau
+    return (u - lo) / (hi - lo)
+
+
 def top_quarter_confidence(scores: np.ndarray) -> float:
     """SLAVC's confidence: mean of the largest ``n // 4`` values of the score map."""
     flat = np.sort(np.asarray(scores).reshape(-1))
