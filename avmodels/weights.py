@@ -141,6 +141,36 @@ WEIGHTS.add(
     ),
 )
 
+# Multi-Source's evaluation files (not id lists, so not in avprep's metadata registry).
+for _name, _path, _sha, _size, _what in (
+    (
+        "mssl-normav",
+        "utils/normav.json",
+        "6eb7cf2489bf1ebab02200ece0844a7971f3fa9210d5033119e7e6e83248e754",
+        1_599_966,
+        "AudioSet-instrument test boxes (COCO, Faster R-CNN): the class-aware metric's ground truth",
+    ),
+    (
+        "mssl-audioset-val",
+        "utils/audioset_val.npy",
+        "a3943572f4d5c8731fe00287019707f50af3700c77b4479f978977e93dd9e430",
+        11_118,
+        "AudioSet-instrument: (1099, 10) bool, the 1 fps test frames that carry boxes",
+    ),
+    (
+        "mssl-gtdata",
+        "utils/gtdata.pkl",
+        "bbd4e3e32c2eeb884fb76da758afa3fe02081d93ffa4a85edbeaece97291bcca",
+        1_512_803,
+        "Multi-Source's Flickr file: frame/audio paths, 8 region proposals and the annotators' "
+        "boxes (256 px) per clip; read with avprep.safepickle",
+    ),
+):
+    WEIGHTS.add(
+        _name,
+        WeightFile(name=_name, url=_MSSL_RAW + _path, sha256=_sha, size=_size, description=_what),
+    )
+
 
 def cached_path(name: str) -> Path:
     """Where the file of weights ``name`` lives in the cache (it may not exist yet)."""

@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from avprep.errors import InputError
-from avprep.recipes.table import COLUMNS
+from avprep.recipes.formats import register
+from avprep.recipes.table import COLUMNS, Collector, Row
 
 #: the 15 instruments, in tag order (= the category ids of normav.json)
 INSTRUMENTS = (
@@ -128,3 +129,19 @@ def instrument_clips(
         label = "|".join(INSTRUMENTS[i] for i in np.flatnonzero(table[vid]))
         rows.append((vid, "url", WATCH + vid, start, end, label or None, split))
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+@register(
+    "mssl-tags-pkl",
+    ("url",),
+    "Multi-Source AudioSet-instrument tags: a pickled {youtube id: 15 0/1 tags} "
+    "(val_audio.pkl, train_audio.pkl), read with a restricted unpickler",
+    "{'-0SdAVK79lg': array([0., 0., 0., 1., 0., ...])}",
+    unit="item",
+    binary=True,
+)
+def parse_tags_pickle(path: str, col: Collector, dataset: str | None) -> None:
+    table = read_tags(path)
+    for n, vid in enumerate(sorted(table), 1):
+        label = "|".join(INSTRUMENTS[i] for i in np.flatnonzero(table[vid]))
+        col.add(n, Row(vid, "url", WATCH + vid, math.nan, math.nan, label or None, None))
