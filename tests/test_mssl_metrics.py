@@ -244,3 +244,22 @@ def test_evaluate_maps_cli_reads_class_keyed_maps(instrument, tmp_path):
     ref = _class_eval_ref(frames, maps)
     assert out["n"] == len(ref) and out["ciou"] == pytest.approx(np.mean(ref >= 0.5))
     assert out["mode"] == "class"
+
+
+def test_agnostic_mode_equals_eval_agnostic(instrument):
+    """utils/evaluate.py eval_agnostic: one map per frame against both classes' boxes."""
+    ids, coco, frames, maps = instrument
+    ref = []
+    for (ytid, second), label in frames.items():
+        if len(label) != 2:
+            continue
+        boxes = np.array([b for c in label for b in label[c]]) * 256
+        g = np.zeros((256, 256))
+        for b in boxes:
+            g[int(b[1]) : int(b[1] + b[3]), int(b[0]) : int(b[0] + b[2])] = 1.0
+        infer = cv2.resize(maps[f"{ytid}/{second}"], (256, 256))
+        infer[infer < 0] = 0
+        fg = infer > 0.1 * np.max(infer)
+        ref.append(np.sum((g > 0) * fg) / (np.sum(g) + np.sum((g == 0) * fg)))
+    res = evaluate_instrument(maps, read_instrument_gt(coco, ids), "agnostic")
+    np.testing.assert_allclose([s for _, s in res.per_frame], ref, rtol=1e-12)
