@@ -17,6 +17,7 @@ from avmodels.cli import cli
 from avmodels.metrics import evaluate
 from avmodels.metrics.mssl import (
     evaluate_instrument,
+    key_of_pair,
     map_key,
     read_instrument_gt,
 )
@@ -263,3 +264,10 @@ def test_agnostic_mode_equals_eval_agnostic(instrument):
         ref.append(np.sum((g > 0) * fg) / (np.sum(g) + np.sum((g == 0) * fg)))
     res = evaluate_instrument(maps, read_instrument_gt(coco, ids), "agnostic")
     np.testing.assert_allclose([s for _, s in res.per_frame], ref, rtol=1e-12)
+
+
+def test_pair_ids_map_to_keys():
+    assert key_of_pair("-0SdAVK79lg.t03", 7) == "-0SdAVK79lg/3/7"
+    assert key_of_pair("a.b.t10") == "a.b/10"
+    with pytest.raises(InputError, match="pair id"):
+        key_of_pair("-0SdAVK79lg")

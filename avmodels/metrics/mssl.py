@@ -187,6 +187,14 @@ def map_key(ytid: str, second: int, category: int | None = None) -> str:
     return f"{ytid}/{second}" if category is None else f"{ytid}/{second}/{category}"
 
 
+def key_of_pair(pair_id: str, category: int | None = None) -> str:
+    """The map key of a store row made by ``avprep pairs`` (``<ytid>.tNN``)."""
+    ytid, sep, index = pair_id.rpartition(".t")
+    if not sep or not ytid or not index.isdigit():
+        raise InputError(f"{pair_id!r} is not a pair id <ytid>.tNN (avprep pairs)")
+    return map_key(ytid, int(index), category)
+
+
 def evaluate_instrument(
     maps: Mapping[str, np.ndarray],
     gt: InstrumentGT,
