@@ -51,6 +51,12 @@ from avmodels.methods.mssl_labels import RULES
     is_flag=True,
     help="Fail instead of downloading files missing from the weights cache.",
 )
+@click.option(
+    "--from-tags",
+    type=click.Path(exists=True, dir_okay=False),
+    help="AudioSet-instrument: label every row with its video's 15 tags from this pickle "
+    "(train_audio.pkl), as the original trains on them; no networks run.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def pseudo_labels(
     data,
@@ -65,6 +71,7 @@ def pseudo_labels(
     cluster_a,
     cluster_v,
     no_download,
+    from_tags,
     quiet,
 ) -> None:
     """Label every clip of a store with Multi-Source's audio and visual pseudo labels.
@@ -79,10 +86,18 @@ def pseudo_labels(
     Example:
       avmodels pseudo-labels --data shards/flickr-10k --out labels.h5
       avmodels train mssl --data shards/flickr-10k --set labels.file=labels.h5
+      avmodels pseudo-labels --data shards/audioset-pairs --from-tags train_audio.pkl \\
+          --out tags.h5    # then --set model.num_classes=15
     """
     from avmodels.methods.mssl_labels import build_labeler, write_label_file
 
     t0 = time.monotonic()
+    if from_tags:
+        from avmodels.methods.mssl_labels import write_tag_labels
+
+        counts = write_tag_labels(data, out, from_tags)
+        click.echo(f"{counts['clips']} clips labelled with their video's tags: {out}")
+        return
     labeler = build_labeler(
         rule,
         tagger_weights=tagger_weights,

@@ -351,3 +351,42 @@ def write_label_file(
         fh.close()
     os.replace(partial, out)
     return {"clips": len(ids), "labelled": len(ids) - resumed, "resumed": resumed}
+
+
+def write_tag_labels(
+    data: Sequence[str | os.PathLike], out: str | os.PathLike, tags_path: str | os.PathLike
+) -> dict[str, int]:
+    """AudioSet-instrument's labels: each row gets its video's 15 tags, for both streams.
+
+    The original trains its AudioSet model on the tags of ``train_audio.pkl``
+    (the same vector for audio and frame, every second of a video). Rows are
+    ``avprep pairs`` ids ``<ytid>.tNN`` or bare video ids; a row whose video has
+    no tags is an error (a wrong pickle), not an unlabelled clip.
+    """
+    import h5py
+
+    from avmodels.data import open_sources
+    from avmodels.methods.pseudo_labels import H5_FORMAT
+    from avprep.atomic import atomic_path
+    from avprep.recipes.audioset_instrument import read_tags
+
+    tags = read_tags(tags_path)
+    ids = list(open_sources(list(data), None).ids)
+    rows = []
+    for cid in ids:
+        vid, sep, index = cid.rpartition(".t")
+        vid = vid if sep and index.isdigit() else cid
+        if vid not in tags:
+            raise InputError(f"clip {cid!r}: video {vid!r} has no tags in {tags_path}")
+        rows.append(tags[vid])
+    lab = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 15), np.float32)
+    out = Path(out)
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = H5_FORMAT
+        f.attrs["rule"] = "tags"
+        f.attrs["categories"] = lab.shape[1]
+        f.create_dataset("clip_id", data=np.array([c.encode("utf-8") for c in ids], dtype="S"))
+        f.create_dataset("audio", data=lab)
+        f.create_dataset("visual", data=lab)
+        f.create_dataset("done", data=np.ones(len(ids), dtype=bool))
+    return {"clips": len(ids), "labelled": len(ids), "resumed": 0}
