@@ -66,7 +66,9 @@ class WeightFile:
             return self.sha256
         if self.sha256_prefix:
             return f"{self.sha256_prefix}... (prefix)"
-        return f"git blob {self.git_blob_sha1}" if self.git_blob_sha1 else "(unchecked)"
+        if self.git_blob_sha1:
+            return f"(none published; git blob {self.git_blob_sha1})"
+        return "(unchecked)"
 
 
 WEIGHTS: Registry[WeightFile] = Registry("weights")

@@ -84,6 +84,18 @@ def test_shared_references_survive() -> None:
     assert out["a"] is out["b"] and out["t"][0] is out["a"]
 
 
+def test_self_referencing_tuple_is_refused_not_left_half_built():
+    lst: list = []
+    tup = (np.arange(2), lst)
+    lst.append(tup)
+    with pytest.raises(UnsafePickleError, match="self-referencing"):
+        safepickle.loads(pickle.dumps(tup, protocol=4))
+    plain: list = [1]
+    plain.append(plain)  # a list may contain itself
+    out = safepickle.loads(pickle.dumps(plain, protocol=4))
+    assert out[1] is out
+
+
 class _System:
     def __init__(self, target: Path) -> None:
         self.target = target
