@@ -116,8 +116,11 @@ def split_pairs(
     *,
     seconds: float = 1.0,
     window: str = "aligned",
+    progress: bool = True,
 ) -> dict[str, int]:
     """Write the pairs of every clip of ``in_dir`` into ``out_dir``; returns counts."""
+    from tqdm import tqdm
+
     src, out = Path(in_dir), Path(out_dir)
     if src.resolve() == out.resolve():
         raise ConfigError("--out must be another folder than --in")
@@ -145,7 +148,7 @@ def split_pairs(
     for r in manifest.records():
         if r.status == OK and r.meta.get("parent"):
             done_by_parent[r.meta["parent"]] = done_by_parent.get(r.meta["parent"], 0) + 1
-    for rec in source.records():
+    for rec in tqdm(list(source.records()), unit="clip", disable=not progress):
         if rec.status != OK:
             continue
         counts["clips"] += 1

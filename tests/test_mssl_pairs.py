@@ -68,7 +68,7 @@ def test_pairs_carry_each_frame_with_its_own_second(extracted, tmp_path):
     params = json.loads(json.dumps(man.header["profile_params"]))
     assert params["audio_seconds"] == 1.0 and params["frame_at"] == "pairs"
     # a rerun keeps what is there
-    again = split_pairs(src, out)
+    again = split_pairs(src, out, progress=False)
     assert again["kept"] == len(ok) and again["pairs"] == 0
 
 

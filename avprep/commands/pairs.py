@@ -18,7 +18,8 @@ from avprep.frame_pairs import WINDOWS
     show_default=True,
     help="aligned: frame i gets [floor(t_i), +seconds) (Multi-Source); centred: t_i -+ s/2.",
 )
-def pairs(in_dir: str, out_dir: str, seconds: float, window: str) -> None:
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def pairs(in_dir: str, out_dir: str, seconds: float, window: str, no_progress: bool) -> None:
     """Turn an `--frame-at fps:1` extraction into one clip per (frame, audio) pair.
 
     Each pair becomes clip `<id>.tNN` (NN = the frame's index) with the frame,
@@ -34,7 +35,7 @@ def pairs(in_dir: str, out_dir: str, seconds: float, window: str) -> None:
     """
     from avprep.frame_pairs import split_pairs
 
-    c = split_pairs(in_dir, out_dir, seconds=seconds, window=window)
+    c = split_pairs(in_dir, out_dir, seconds=seconds, window=window, progress=not no_progress)
     click.echo(
         f"{c['clips']} clips -> {c['pairs']} pairs written, {c['kept']} kept from an earlier "
         f"run, {c['failed']} pairs failed, {c['skipped_clips']} clips without sampled frames"
