@@ -18,6 +18,11 @@ default   N at map size (float64),    none             ``u > t`` or ``u = max`` 
           then cv2 INTER_LINEAR
 ========  ==========================  ===============  =======================  ==============
 
+Multi-Source's presets (``mssl``: its paper's ``gtscore.py``; ``mssl-main``,
+``mssl-calmetric``: later scripts) score on a 256 px grid with torch bilinear
+upsampling (``align_corners=False``), fixed thresholds and a ground truth shifted
+one pixel (see :mod:`avmodels.metrics.mssl`).
+
 ``N(v) = (v - min v) / (max v - min v)``, returning ``v`` unchanged when the map
 is constant; ``t`` is element ``int(H*W/2)`` of the ascending sort. ``1 - N(-u)``
 is kept as written: it equals ``N(u)`` algebraically but not in float32.
