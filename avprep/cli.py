@@ -23,6 +23,7 @@ COMMANDS = {
     "run": "avprep.commands.run:run",
     "chaotic-world": "avprep.commands.chaotic:chaotic_world",
     "htf-test-times": "avprep.commands.htf:htf_test_times",
+    "pairs": "avprep.commands.pairs:pairs",
 }
 
 

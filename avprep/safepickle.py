@@ -260,10 +260,15 @@ class _Unpickler(pickle.Unpickler):
         raise UnsafePickleError("pickle with persistent ids refused")
 
 
+_IN_PROGRESS = object()
+
+
 def _finish(obj: Any, memo: dict[int, Any]) -> Any:
     """Replace completed stand-ins by their values, in place where possible."""
     key = id(obj)
     if key in memo:
+        if memo[key] is _IN_PROGRESS:  # tuple -> list/dict -> the same tuple
+            raise UnsafePickleError("self-referencing tuple refused")
         return memo[key]
     if isinstance(obj, _Placeholder):
         memo[key] = out = obj.value()
@@ -279,7 +284,7 @@ def _finish(obj: Any, memo: dict[int, Any]) -> Any:
             obj[k] = _finish(obj[k], memo)
         return obj
     if isinstance(obj, tuple):
-        memo[key] = obj  # a tuple cannot contain itself except through a list/dict
+        memo[key] = _IN_PROGRESS
         out = tuple(_finish(item, memo) for item in obj)
         memo[key] = out
         return out

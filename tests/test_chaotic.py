@@ -299,5 +299,5 @@ def test_archives_in_the_registry_say_what_reads_them(tmp_path):
     assert e.corpus == "chaotic" and e.format == "zip-archive" and "drive.google.com" in e.urls[0]
     z = tmp_path / "SSL_ssl_format.zip"
     z.write_bytes(b"PK\x03\x04\x00\x00")
-    with pytest.raises(InputError, match=r"not an id list: a zip archive: .*chaotic-world prepare"):
+    with pytest.raises(InputError, match=r"not an id list: a zip archive; .*chaotic-world prepare"):
         load_clips(z, fmt="zip-archive")

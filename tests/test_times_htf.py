@@ -50,6 +50,11 @@ def test_the_pickles_shape_and_htfs_frame_rule(tmp_path):
     assert read_imagetoframe(p, overrides=False)["5344317532"] == 80
     assert htf_frame(77, 300) == 77 and htf_frame(300, 300) == 299  # the last: one before
     assert htf_audio_centre(10.02) == 5.0 and htf_audio_centre(9.99) == 4.5
+    # as an id list (metadata parse / check-leakage): the ids it annotates
+    from avprep.recipes import load_clips
+
+    df = load_clips(p, fmt="htf-frame-pickle")
+    assert list(df["clip_id"]) == ["6289328021", "5344317532"] and set(df["split"]) == {"test"}
     bad = tmp_path / "bad.pickle"
     bad.write_bytes(pickle.dumps({"../x": [1]}))
     with pytest.raises(Exception, match="not a Flickr id"):

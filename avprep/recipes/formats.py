@@ -16,7 +16,7 @@ from avprep.registry import Registry
 
 Parser = Callable[[str, Collector, "str | None"], None]
 
-DATASETS = ("flickr", "vggsound", "url", "chaotic")
+DATASETS = ("flickr", "vggsound", "url", "chaotic", "is3", "avsbench", "vpo")
 DATASET_ALIASES = {"urls": "url", "soundnet": "flickr", "vggss": "vggsound"}
 
 
@@ -28,9 +28,7 @@ class Format:
     description: str
     example: str
     unit: str = "line"  # what error positions count: "line" or "item" (JSON lists)
-    binary: bool = (
-        False  # not a text list (an archive, a pickle): the description says what reads it
-    )
+    binary: bool = False  # the parser gets the file's path instead of its text (pickles)
 
 
 FORMATS: Registry[Format] = Registry("format")
