@@ -329,6 +329,31 @@ def write_shard(
             d["audio_offset"][n] = audio_offset
 
 
+def estimate_shard_bytes(clips: Sequence[Clip], spec: NativeSpec) -> int:
+    """An upper bound of the bytes :func:`write_shard` will write for ``clips``.
+
+    JPEG frames are stored as they are; FLAC audio is at most PCM plus its
+    header; float16 arrays at most their raw size (compression only shrinks
+    them); plus each row's metadata and a fixed margin for HDF5's own tables.
+    Pack checks the disk has this much free before it starts a shard: HDF5
+    hitting a full disk mid-write can crash the process instead of raising.
+    """
+    total = 1 << 20
+    per_row = 4096 + 8 * (len(TIME_KEYS) + 2)
+    if spec.frames == "raw" and spec.frame_shape and "frame" in spec.modalities:
+        per_row += int(np.prod(spec.frame_shape))
+    if "audio" in spec.modalities:
+        per_row += 2 * int(spec.audio_length or 0) + 8192
+    for m, shape in (("spectrogram", spec.spectrogram_shape), ("flow", spec.flow_shape)):
+        if m in spec.modalities and shape:
+            per_row += 2 * int(np.prod(shape))
+    for clip in clips:
+        total += per_row + len(json.dumps(clip.meta, default=str))
+        if "frame" in spec.modalities and spec.frames != "raw":
+            total += os.path.getsize(clip.frame) + FRAME_CHUNK_BYTES // 8
+    return total
+
+
 def _load_f16(clip: Clip, modality: str, shape: tuple[int, ...]) -> np.ndarray:
     arr = np.load(clip.path(modality), allow_pickle=False)
     if arr.shape != tuple(shape):

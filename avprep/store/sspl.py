@@ -178,6 +178,12 @@ def write_shard(
             f.close()
 
 
+def shard_bytes(rows: int) -> int:
+    """The bytes of one shard's three files (contiguous float32, plus 1 MiB of HDF5 tables)."""
+    per_row = (FRAME_SIZE * FRAME_SIZE * 3 + AUDIO_LENGTH + int(np.prod(SPECT_SHAPE))) * 4
+    return rows * per_row + (1 << 20)
+
+
 def write_id_list(path: str | os.PathLike, ids: Sequence[str]) -> Path:
     """One id a line, no header: what ``pandas.read_csv(header=None)`` reads back."""
     from avprep.atomic import write_text
