@@ -202,6 +202,20 @@ def decode_flac(data: bytes | np.ndarray, reference: bool = False) -> np.ndarray
     return pcm
 
 
+def check_audio_length(pcm: np.ndarray, length: int, where: str) -> None:
+    """Raise :class:`StoreError` unless decoded audio has the stored length.
+
+    A damaged FLAC row can decode to fewer samples (0, or some of its frames)
+    without a decoder error; ``length`` is the shard's ``audio_length``
+    attribute (0 when unknown: not checked).
+    """
+    if length > 0 and pcm.shape[0] != length:
+        raise StoreError(
+            f"{where}: decoded to {pcm.shape[0]} samples, the store says {length} "
+            "(damaged row: run `avprep verify`, repack the clip)"
+        )
+
+
 try:  # optional fast JPEG decoder (OpenCV decodes the same pixels)
     import simplejpeg as _simplejpeg
 except ImportError:  # pragma: no cover
