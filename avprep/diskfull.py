@@ -20,23 +20,23 @@ from pathlib import Path
 from avprep.errors import DiskFullError
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-_FULL_TEXT = re.compile(r"(?:(\S+): )?(?:No space left on device|Disk quota exceeded)")
+_FULL_TEXT = re.compile(r"(?:(/\S+): )?(?:No space left on device|Disk quota exceeded)")
 #: the marker a retryable record carries in ``meta`` (see :mod:`avprep.runner`)
 RETRYABLE = "retryable"
 
 
 def disk_full_path(exc: BaseException) -> str | None:
-    """The path (or ``"?"``) if ``exc`` or its causes are a full disk, else None."""
+    """The path (``""`` when unknown) if ``exc`` or its causes are a full disk, else None."""
     seen = 0
     while exc is not None and seen < 8:
         seen += 1
         if isinstance(exc, DiskFullError):
-            return getattr(exc, "path", None) or "?"
+            return getattr(exc, "path", None) or ""
         if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
-            return os.fspath(exc.filename) if exc.filename else "?"
+            return os.fspath(exc.filename) if exc.filename else ""
         m = _FULL_TEXT.search(str(exc))
         if m:
-            return m.group(1) or "?"
+            return m.group(1) or ""
         exc = exc.__cause__ or exc.__context__
     return None
 

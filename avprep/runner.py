@@ -57,7 +57,7 @@ def retryable_record(clip_id: str, where: str) -> ClipRecord:
     return ClipRecord(
         clip_id=clip_id,
         status=FAILED,
-        error=f"disk full at {where} (retryable: the next run redoes this clip)",
+        error=f"disk full at {where or 'the output folder'} (retryable: the next run redoes it)",
         meta={RETRYABLE: True, "disk_full": where},
     )
 
@@ -101,7 +101,8 @@ def map_clips(
             if rec.meta.get(RETRYABLE):
                 if rec.meta.get("message"):
                     raise DiskFullError(rec.meta["message"])
-                raise disk_full_error(rec.meta.get("disk_full") or "?")
+                where = rec.meta.get("disk_full") or (manifest.path.parent if manifest else "?")
+                raise disk_full_error(where)
             bar.update(1)
             if not rec.ok:
                 bar.set_postfix_str(f"last failure: {rec.clip_id}", refresh=False)
