@@ -233,7 +233,7 @@ def test_native_reader_refuses_a_flac_row_that_decodes_short(tmp_path):
         f.create_dataset("audio_offset", data=new_off)
     ds = ShardDataset(path, modalities=["audio"])
     assert ds[0]["audio"].shape == (48_000,)
-    msg = r"clip0001 \(shard tiny.h5, row 1\): decoded to 12288 samples, the store says 48000"
+    msg = r"clip0001 in tiny.h5 \(row 1 of that shard\): decoded to 12288 samples, the store says 48000"
     with pytest.raises(StoreError, match=msg):
         ds[1]
     with pytest.raises(StoreError, match=msg):
@@ -332,7 +332,7 @@ def test_native_pack_on_a_full_disk_fails_with_a_message(tmp_path):
     ex, _ = make_extract_dir(tmp_path / "ex", 4, frame_size=(64, 64))
     with small_disk(tmp_path / "disk", "2m") as disk:
         _fill(disk, 200 * 1024)
-        code = ("from avprep.cli import main; main()")
+        code = "from avprep.cli import main; main()"
         proc = subprocess.run(
             [os.sys.executable, "-c", code, "pack-h5", "--in", str(ex), "--out",
              str(disk / "store"), "--split", "train", "--shards", "2"],
@@ -374,7 +374,9 @@ def test_extract_and_synth_write_no_temporaries_outside_out(two_videos, tmp_path
     tempfile.tempdir = str(tmp_path / "no-such-folder")  # any use of it would fail
     try:
         summary = run_extract(two_videos, tmp_path / "ex", PROFILE, jobs=1, progress=False)
-        res = generate(SynthConfig(clips=1, size=(64, 48), seconds=1.0), tmp_path / "syn", progress=False)
+        res = generate(
+            SynthConfig(clips=1, size=(64, 48), seconds=1.0), tmp_path / "syn", progress=False
+        )
     finally:
         tempfile.tempdir = old
     assert summary.ok == 2 and res.generated == 1

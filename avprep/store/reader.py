@@ -221,8 +221,8 @@ class ShardDataset(Dataset):
 
     def _pcm(self, data: np.ndarray, index: int, k: int) -> np.ndarray:
         where = (
-            f"audio of clip {self.ids[index]} (shard {self.files[k].name}, "
-            f"row {index - self._starts[k]})"
+            f"audio of clip {self.ids[index]} in {self.files[k].name} "
+            f"(row {index - self._starts[k]} of that shard)"
         )
         try:
             pcm = decode_flac(data)
