@@ -413,3 +413,80 @@ def test_url_with_dot_dot_segments_is_a_hostile_id(tmp_path):
     ids.write_text("http://127.0.0.1:8000/../../etc/passwd\nhttp://127.0.0.1:8000/a/ok.mp4\n")
     with pytest.raises(InputError, match=r"hostile URL path with '\.' or '\.\.' segments"):
         load_clips(str(ids))
+
+
+# -- 9. training run folders ---------------------------------------------------------------
+TINY = ["model.pretrained=false", "model.image_size=32", "train.batch_size=2",
+        "train.num_workers=0", "train.log_every=1", "eval.every=0"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    from tests.engine_data import write_tiny_store
+
+    path, _ = write_tiny_store(tmp_path_factory.mktemp("train"), 4, size=32)
+    return path
+
+
+@pytest.mark.slow
+def test_run_folder_made_last_locked_and_resumable_before_a_checkpoint(
+    tiny_store, tmp_path, caplog
+):
+    from avmodels.engine.train import TrainRequest, train
+
+    run = tmp_path / "run"
+    # a run that fails before training (batch larger than the data) leaves no folder...
+    with pytest.raises(AvprepError, match="fewer than one global batch"):
+        train(TrainRequest("sspl", [str(tiny_store)], str(run),
+                           sets=[*TINY, "train.batch_size=64"], progress=False))  # fmt: skip
+    assert not run.exists()
+    # ...so the retry needs no --overwrite
+    res = train(TrainRequest("sspl", [str(tiny_store)], str(run),
+                             sets=[*TINY, "train.max_steps=1"], progress=False))  # fmt: skip
+    assert res.steps == 1
+    # a second run on a live one is refused at once
+    with folder_lock(run, "train"):  # the first run is still going
+        with pytest.raises(FolderBusyError, match="another avprep train is writing into"):
+            train(TrainRequest(None, [], str(run), resume=True, progress=False))
+    # what a kill -9 before the first checkpoint leaves: run.json and config.yaml only;
+    # --resume (as the message advises) starts it from scratch instead of failing
+    for p in list(run.iterdir()):
+        if p.name not in ("run.json", "config.yaml", ".train.lock"):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    with caplog.at_level("WARNING"):
+        res = train(TrainRequest(None, [], str(run), resume=True, progress=False))
+    assert res.steps == 1 and (run / "final.pt").is_file()
+    assert (run / "checkpoints" / "last.pt").is_file()
+    assert "has no checkpoint yet" in caplog.text and "starting it from scratch" in caplog.text
+
+
+# -- small: checkpoint refusal, localize messages -----------------------------------------
+def test_checkpoint_refusal_says_why_not_how_to_bypass(tmp_path):
+    import argparse
+
+    import torch
+
+    from avmodels.engine.checkpoint import load_model_file
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "avmodels-model/1", "x": argparse.Namespace(a=1)}, path)
+    with pytest.raises(InputError) as err:
+        load_model_file(path)
+    msg = str(err.value)
+    assert "refused" in msg and "could run code" in msg and "argparse.Namespace" in msg
+    assert "weights_only=False" not in msg and "likely succeed" not in msg
+
+
+def test_localize_names_the_video_not_an_internal_clip_id(tmp_path):
+    from avmodels.engine.checkpoint import save_model
+    from avmodels.engine.config import resolve_config
+    from avmodels.engine.localize import localize_video
+    from avmodels.methods import build_method
+
+    video = make_video(tmp_path / "mute.mp4", seconds=2, size=(64, 48), audio=False)
+    cfg = resolve_config("sspl", sets=["model.pretrained=false", "model.image_size=32"])
+    model = save_model(tmp_path / "m.pt", build_method("sspl", cfg), cfg)
+    with pytest.raises(AvprepError) as err:
+        localize_video(model, video, [1.0], device="cpu", progress=False)
+    assert str(err.value).startswith(f"{video}: no audio stream")
+    assert "frame00000" not in str(err.value)
