@@ -12,12 +12,15 @@ disk is the exception: the clip gets a failed record marked retryable
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from avprep.atomic import TMP_PREFIX
 from avprep.diskfull import FULL_ERRNOS, RETRYABLE, disk_full_error, disk_full_path
 from avprep.errors import AvprepError, ConfigError, DiskFullError
 from avprep.manifest import FAILED, ClipRecord, Manifest
@@ -89,8 +92,15 @@ def map_clips(
         raise ConfigError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     guarded = _Guarded(fn, key)
     bar = tqdm(total=len(items), desc=desc, unit="clip", disable=not progress or not items)
+    scratch = None
     try:
-        for rec in _dispatch(guarded, items, jobs=jobs, backend=backend, scheduler=scheduler):
+        # loky's memory-mapping folder inside the output folder's temp area (swept by the
+        # next run under the folder's lock) rather than /dev/shm, where a kill -9 of the
+        # whole process group leaves it behind (docs/reliability.md)
+        scratch = None if manifest is None else str(manifest.path.parent / f"{TMP_PREFIX}joblib")
+        for rec in _dispatch(
+            guarded, items, jobs=jobs, backend=backend, scheduler=scheduler, temp_folder=scratch
+        ):
             if manifest is not None:
                 try:
                     manifest.append(rec)
@@ -101,7 +111,9 @@ def map_clips(
             if rec.meta.get(RETRYABLE):
                 if rec.meta.get("message"):
                     raise DiskFullError(rec.meta["message"])
-                where = rec.meta.get("disk_full") or (manifest.path.parent if manifest else "?")
+                where = rec.meta.get("disk_full") or (
+                    "?" if manifest is None else manifest.path.parent
+                )
                 raise disk_full_error(where)
             bar.update(1)
             if not rec.ok:
@@ -109,6 +121,9 @@ def map_clips(
             yield rec
     finally:
         bar.close()
+        if scratch is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(scratch)  # empty once joblib is done with it
 
 
 def _dispatch(
@@ -118,6 +133,7 @@ def _dispatch(
     jobs: int,
     backend: str,
     scheduler: str | None,
+    temp_folder: str | None = None,
 ) -> Iterable[ClipRecord]:
     if not items:
         return
@@ -128,7 +144,9 @@ def _dispatch(
     if backend == "loky":
         from joblib import Parallel, delayed
 
-        par = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
+        par = Parallel(
+            n_jobs=jobs, backend="loky", return_as="generator_unordered", temp_folder=temp_folder
+        )
         yield from par(delayed(fn)(item) for item in items)
         return
     yield from _dispatch_dask(fn, items, jobs=jobs, scheduler=scheduler)

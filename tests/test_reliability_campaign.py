@@ -93,6 +93,8 @@ def test_extract_killed_at_several_points_reruns_byte_identical(videos, tmp_path
         out = tmp_path / name.replace(" ", "_")
         proc = _start("extract", *args, "--out", str(out), "--jobs", "2")
         killed += _kill_when(proc, lambda out=out, ready=ready: ready(out)) == -signal.SIGKILL
+        # loky's memory-mapping folder lives in OUT's temp area, not in /dev/shm
+        assert not list(Path("/dev/shm").glob(f"joblib_memmapping_folder_{proc.pid}_*"))
         _run("extract", *args, "--out", str(out))
         assert _digest(out) == want, name
         assert sorted(Manifest(out / "manifest.jsonl").ok_ids()) == ["c0", "c1", "c2"]
