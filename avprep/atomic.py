@@ -10,6 +10,7 @@ mode ``open()`` would give it (0o666 less the umask), not mkstemp's 0600.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -44,9 +45,13 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
         # mkstemp makes 0600 files: give the final file the mode open() would
         os.chmod(tmp_path, file_mode())
         os.replace(tmp_path, final)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            from avprep.diskfull import disk_full_error
+
+            raise disk_full_error(final) from exc
         raise
 
 

@@ -181,13 +181,20 @@ class Manifest:
 
     def _append_lines(self, lines: Iterable[str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self._repaired:
-            self.repair_tail()
-        with open(self.path, "a", encoding="utf-8") as fh:
-            for line in lines:
-                fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            if not self._repaired:
+                self.repair_tail()
+            with open(self.path, "a", encoding="utf-8") as fh:
+                for line in lines:
+                    fh.write(line + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            from avprep.diskfull import FULL_ERRNOS, disk_full_error
+
+            if exc.errno in FULL_ERRNOS:  # a line cut short is repaired by the next append
+                raise disk_full_error(self.path) from None
+            raise
 
     def write_header(self, **facts: Any) -> None:
         self._header.update(facts)

@@ -326,6 +326,11 @@ def test_extract_on_a_full_disk_stops_and_the_next_run_redoes_the_clip(two_video
         summary = run_extract(two_videos, out, PROFILE, jobs=1, progress=False)
         assert sorted(Manifest(out / "manifest.jsonl").ok_ids()) == ["v1", "v2"]
         assert summary.failed == 0
+        # full before the manifest's header can be written: the same readable stop
+        _fill(disk, 0)
+        res = CliRunner().invoke(cli, ["extract", "--in", str(two_videos), "--out",
+                                       str(disk / "ex2"), "--profile", "htf"])  # fmt: skip
+        assert _message(res).startswith("disk full at ")
 
 
 def test_native_pack_on_a_full_disk_fails_with_a_message(tmp_path):
