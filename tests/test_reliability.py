@@ -333,6 +333,7 @@ def test_extract_on_a_full_disk_stops_and_the_next_run_redoes_the_clip(two_video
         assert _message(res).startswith("disk full at ")
 
 
+@pytest.mark.slow
 def test_native_pack_on_a_full_disk_fails_with_a_message(tmp_path):
     ex, _ = make_extract_dir(tmp_path / "ex", 4, frame_size=(64, 64))
     with small_disk(tmp_path / "disk", "2m") as disk:
@@ -482,6 +483,7 @@ def test_checkpoint_refusal_says_why_not_how_to_bypass(tmp_path):
     assert "weights_only=False" not in msg and "likely succeed" not in msg
 
 
+@pytest.mark.slow
 def test_localize_names_the_video_not_an_internal_clip_id(tmp_path):
     from avmodels.engine.checkpoint import save_model
     from avmodels.engine.config import resolve_config
