@@ -301,7 +301,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         info = {**info, "notes": list(method.run_notes)}
         for note in info["notes"]:
             log.warning(note)
-        write_json(run / "run.json", info)
+        # run.json (with the notes) is written when the run folder is made, below
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
     data = _build_data(method, cfg, info, env)
