@@ -11,7 +11,8 @@ import importlib
 import importlib.util
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import click
 
@@ -40,6 +41,23 @@ class LazyGroup(click.Group):
             module, attr = self.lazy[name].split(":")
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
+
+
+def choice_option(*decls: str, names: Iterable[str], **kw: Any) -> Callable:
+    """A ``click.option`` whose value must be one of ``names`` (from a registry).
+
+    Case-sensitive; ``--help`` lists the choices and a wrong value gets
+    click's "is not one of ..." message.
+    """
+    return click.option(*decls, type=click.Choice(list(names)), **kw)
+
+
+def benchmark_option(*decls: str, **kw: Any) -> Callable:
+    """``--benchmark`` checked against the annotation formats avprep reads."""
+    from avprep.annotations.model import BENCHMARKS
+
+    kw.setdefault("help", "Annotation format of the ground truth.")
+    return choice_option(*(decls or ("--benchmark",)), names=BENCHMARKS, **kw)
 
 
 def setup_logging(verbose: int = 0, debug: bool = False) -> None:

@@ -80,7 +80,7 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, devic
     result, _ = evaluate_model(
         model, list(data), benchmark, annotations, preset=preset, ids=ids_list,
         report_dir=report, device=device, batch_size=batch_size, num_workers=workers,
-        amp=amp, allow_missing=allow_missing,
+        amp=amp, allow_missing=allow_missing, ids_source=ids,
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

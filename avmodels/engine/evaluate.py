@@ -148,6 +148,7 @@ def evaluate_model(
     amp: str = "none",
     allow_missing: bool = False,
     progress: bool = True,
+    ids_source: str | None = None,
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """Maps of the model in ``model_file`` over the ``data`` stores, scored.
 
@@ -191,6 +192,10 @@ def evaluate_model(
             "n_maps": len(maps),
             "map_shape": list(next(iter(maps.values())).shape) if maps else None,
         }
+        from avmodels.provenance import evaluation_record
+
+        n_ids = None if ids is None else len(ids)
+        meta.update(evaluation_record(model_file, info, ids_source=ids_source, n_ids=n_ids))
         write_report(report_dir, result, maps, meta)
     return result, maps
 
