@@ -39,8 +39,31 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy:
             module, attr = self.lazy[name].split(":")
-            return getattr(importlib.import_module(module), attr)
+            return with_verbose(getattr(importlib.import_module(module), attr))
         return super().get_command(ctx, name)
+
+
+def _verbose_after(ctx: click.Context, _param: click.Parameter, value: int) -> None:
+    if value:
+        root = ctx.find_root()
+        setup_logging(int(root.params.get("verbose") or 0) + value, bool(root.params.get("debug")))
+
+
+def with_verbose(cmd: click.Command) -> click.Command:
+    """Accept ``-v/--verbose`` after the subcommand too (``avmodels train -v ...``)."""
+    if any(opt in ("-v", "--verbose") for p in cmd.params for opt in p.opts):
+        return cmd
+    cmd.params.append(
+        click.Option(
+            ["-v", "--verbose"],
+            count=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_verbose_after,
+            help="More log output (-vv for debug); also accepted before the command.",
+        )
+    )
+    return cmd
 
 
 def choice_option(*decls: str, names: Iterable[str], **kw: Any) -> Callable:
@@ -60,11 +83,18 @@ def benchmark_option(*decls: str, **kw: Any) -> Callable:
     return choice_option(*(decls or ("--benchmark",)), names=BENCHMARKS, **kw)
 
 
+#: Loggers shown at INFO even at the default level: a long command's heartbeat
+#: (one line per training epoch).
+TALKING_LOGGERS = ("avmodels.epochs",)
+
+
 def setup_logging(verbose: int = 0, debug: bool = False) -> None:
     level = logging.DEBUG if debug or verbose > 1 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    for name in TALKING_LOGGERS:
+        logging.getLogger(name).setLevel(min(level, logging.INFO))
 
 
 def run_cli(group: click.Group, prog: str) -> Callable[[], None]:
