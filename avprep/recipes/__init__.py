@@ -77,8 +77,8 @@ def load_clips(
 ) -> pd.DataFrame:
     """Parse an id list / annotation file into the clip table.
 
-    ``source``: a path, or a registry name such as ``vggss/test-5158`` (fetched
-    into the cache if needed). ``fmt``: a name of :data:`FORMATS` or ``auto``
+    ``source``: a path, a registry name such as ``vggss/test-5158`` (fetched
+    into the cache if needed), or a comma list ``a,b,c`` (see :mod:`avprep.idspec`). ``fmt``: a name of :data:`FORMATS` or ``auto``
     (detected from the content; a registry entry brings its own). ``dataset``
     (flickr | vggsound | url | chaotic) restricts detection and checks ids.
     ``split`` keeps the rows of that split; rows whose split is unknown are
@@ -88,7 +88,13 @@ def load_clips(
     ``format``, ``skipped``, ``bad_lines`` [(number, reason)], ``duplicates``,
     ``filtered`` (rows of another split).
     """
-    path, entry = resolve_source(source)
+    from avprep.idspec import INLINE_NAME, inline_ids, is_inline
+
+    if is_inline(source):  # "a,b,c" typed after --ids
+        path, entry, text = INLINE_NAME, None, "\n".join(inline_ids(str(source)))
+    else:
+        path, entry = resolve_source(source)
+        text = None
     dataset = normalise_dataset(dataset)
     if fmt != "auto":
         FORMATS.get(fmt)  # unknown format -> error listing the valid ones
@@ -96,7 +102,7 @@ def load_clips(
         fmt = entry.format
     if dataset is None and entry is not None and entry.corpus in DATASETS:
         dataset = entry.corpus
-    text = read_text(path)
+    text = read_text(path) if text is None else text
     if fmt == "auto":
         fmt = detect_format(text, dataset, str(path))
         log.info("%s: detected format %s", path, fmt)
@@ -140,5 +146,8 @@ def load_clips(
 
 
 def clip_ids(source: str | Path, **kw) -> list[str]:
-    """The clip ids of ``source`` in file order (duplicates dropped); see :func:`load_clips`."""
-    return load_clips(source, **kw)["clip_id"].tolist()
+    """The clip ids of ``source`` in file order (duplicates dropped): :func:`avprep.idspec.read_ids`
+    (``kw`` go to :func:`load_clips`)."""
+    from avprep.idspec import read_ids
+
+    return read_ids(source, **kw)
