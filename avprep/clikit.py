@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -39,7 +40,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy:
             module, attr = self.lazy[name].split(":")
-            return with_verbose(getattr(importlib.import_module(module), attr))
+            return adapt(getattr(importlib.import_module(module), attr))
         return super().get_command(ctx, name)
 
 
@@ -47,6 +48,83 @@ def _verbose_after(ctx: click.Context, _param: click.Parameter, value: int) -> N
     if value:
         root = ctx.find_root()
         setup_logging(int(root.params.get("verbose") or 0) + value, bool(root.params.get("debug")))
+
+
+def example_of(cmd: click.Command) -> str | None:
+    """The first example call in a command's help (continuation lines joined)."""
+    lines = (cmd.help or "").splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().lower().startswith("example"):
+            parts: list[str] = []
+            for nxt in lines[i + 1 :]:
+                text = nxt.strip()
+                if not text:
+                    if parts:
+                        break
+                    continue
+                parts.append(text.rstrip("\\").strip())
+                if not text.endswith("\\"):
+                    break
+            return " ".join(parts) or None
+    return None
+
+
+def missing_required(cmd: click.Command, args: list[str]) -> list[click.Option]:
+    """The required options of ``cmd`` that ``args`` does not give (none with --help)."""
+    given: set[str] = set()
+    for a in args:
+        if a == "--":
+            break
+        if a in ("-h", "--help"):
+            return []
+        if a.startswith("-"):
+            given.add(a.split("=", 1)[0])
+    out = []
+    for p in cmd.params:
+        if not isinstance(p, click.Option) or not p.required:
+            continue
+        if given & {*p.opts, *p.secondary_opts}:
+            continue
+        envvars = [p.envvar] if isinstance(p.envvar, str) else list(p.envvar or ())
+        if any(os.environ.get(e) for e in envvars):
+            continue
+        out.append(p)
+    return out
+
+
+def _all_missing_at_once(cmd: click.Command) -> None:
+    """Report every missing required option in one message, with an example call."""
+    if getattr(cmd, "_avprep_missing_checked", False):
+        return
+    parse = cmd.parse_args
+
+    def parse_args(ctx: click.Context, args: list[str]) -> list[str]:
+        missing = missing_required(cmd, list(args))
+        if len(missing) > 1 or (missing and example_of(cmd)):
+            names = ", ".join(max(p.opts, key=len) for p in missing)
+            word = "option" if len(missing) == 1 else "options"
+            example = example_of(cmd)
+            hint = f"\nexample: {example}" if example else ""
+            raise click.UsageError(f"missing required {word}: {names}{hint}", ctx)
+        return parse(ctx, args)
+
+    cmd.parse_args = parse_args  # type: ignore[method-assign]
+    cmd._avprep_missing_checked = True  # type: ignore[attr-defined]
+
+
+def adapt(cmd: click.Command) -> click.Command:
+    """One grammar for every subcommand: ``-v`` after it, all missing options at once."""
+    with_verbose(cmd)
+    if isinstance(cmd, click.Group):
+        get = cmd.get_command
+        if not getattr(cmd, "_avprep_adapted", False):
+            cmd.get_command = lambda ctx, name: (  # type: ignore[method-assign]
+                None if (c := get(ctx, name)) is None else adapt(c)
+            )
+            cmd._avprep_adapted = True  # type: ignore[attr-defined]
+    else:
+        _all_missing_at_once(cmd)
+    return cmd
 
 
 def with_verbose(cmd: click.Command) -> click.Command:

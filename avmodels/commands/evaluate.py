@@ -10,6 +10,9 @@ from pathlib import Path
 
 import click
 
+from avmodels.commands.options import preset_option
+from avprep.clikit import benchmark_option
+
 
 def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
     from avprep.errors import ConfigError, InputError
@@ -36,14 +39,14 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
     help="Model file (from training or `avmodels import`).",
 )
 @click.option("--data", multiple=True, required=True, help="Test store(s).")
-@click.option("--benchmark", required=True, help="vggss | flickr | chaotic | ...")
+@benchmark_option(required=True, help="Annotation format of --annotations.")
 @click.option(
     "--annotations",
     required=True,
     type=click.Path(exists=True),
     help="Ground truth (VGG-SS JSON, Flickr XML folder, ...).",
 )
-@click.option("--preset", help="Metric preset (default: the metrics module's default).")
+@preset_option(help="Metric preset [default: default, ours].")
 @click.option(
     "--ids",
     help="Score only these clips: an id list file, a metadata registry name "
@@ -54,10 +57,15 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write metrics.json, per_sample.csv and maps.npz here.",
 )
-@click.option("--device", default="auto")
-@click.option("--batch-size", type=int, default=32)
+@click.option("--device", default="auto", help="cpu | cuda | cuda:N | auto.")
+@click.option("--batch-size", type=int, default=32, help="Clips per forward pass.")
 @click.option("--workers", type=int, default=2, help="DataLoader workers.")
-@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none")
+@click.option(
+    "--amp",
+    type=click.Choice(["none", "bf16", "fp16"]),
+    default="none",
+    help="Mixed precision of the forward pass.",
+)
 @click.option("--allow-missing", is_flag=True, help="Score annotated clips that have maps only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, device,

@@ -38,7 +38,12 @@ def _fmt(v: float) -> str:
     type=click.Path(exists=True, dir_okay=False),
     help="An .npz holding one 2-D map per clip id (any resolution).",
 )
-@click.option("--benchmark", required=True, type=click.Choice(BENCHMARKS))
+@click.option(
+    "--benchmark",
+    required=True,
+    type=click.Choice(BENCHMARKS),
+    help="Annotation format of the ground truth.",
+)
 @click.option(
     "--annotations",
     "ann_path",

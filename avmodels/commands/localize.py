@@ -15,7 +15,10 @@ import click
     help="Model file (a run's best.pt/final.pt or an imported checkpoint).",
 )
 @click.option(
-    "--video", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+    "--video",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Your video (any format ffmpeg reads).",
 )
 @click.option(
     "--at",
@@ -33,7 +36,7 @@ import click
     help="FILE.png (one frame) or FILE.mp4 (an overlay video over --from/--to).",
 )
 @click.option("--alpha", type=float, default=0.5, help="Opacity of the heat map.")
-@click.option("--device", default="auto")
+@click.option("--device", default="auto", help="cpu | cuda | cuda:N | auto.")
 @click.option(
     "--save-map",
     type=click.Path(dir_okay=False, path_type=Path),

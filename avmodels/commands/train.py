@@ -9,6 +9,8 @@ import sys
 
 import click
 
+from avprep.clikit import benchmark_option
+
 
 def show_progress(no_progress: bool) -> bool:
     """Progress bars unless ``--no-progress`` or stderr is not a terminal (a log file)."""
@@ -39,7 +41,7 @@ def show_progress(no_progress: bool) -> bool:
     type=click.Path(exists=True),
     help="Ground truth of the validation clips (val cIoU/AUC; with --benchmark).",
 )
-@click.option("--benchmark", help="Annotation format: vggss | flickr | chaotic | ...")
+@benchmark_option(help="Annotation format of --annotations.")
 @click.option(
     "--config",
     "config_file",

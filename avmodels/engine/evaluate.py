@@ -153,7 +153,9 @@ def evaluate_model(
     """Maps of the model in ``model_file`` over the ``data`` stores, scored.
 
     ``ids`` restricts the clips scored (a paper's subset); every listed clip
-    must be in the data and the annotations.
+    must be in the data and the annotations. Without ``ids`` the annotated
+    clips that are in the data are scored, and the others are counted
+    (``n_skipped_not_in_data`` in the report) and named in a warning.
     """
     from avmodels.engine.checkpoint import build_model
 
@@ -163,6 +165,23 @@ def evaluate_model(
     sources = open_sources(data, method.required_inputs())
     anns = load_annotations(annotations, benchmark)
     rows = None
+    skipped: list[str] = []
+    if ids is None:
+        # by default: the annotated clips that are in the data (a store may hold a subset)
+        present = set(sources.ids)
+        skipped = [c for c in anns if c not in present]
+        if skipped:
+            anns = {c: a for c, a in anns.items() if c in present}
+            log.warning(
+                "scoring the %d annotated clips in the data; skipped %d annotated clips "
+                "that are not in it (e.g. %s); --ids LIST scores a fixed list",
+                len(anns), len(skipped), ", ".join(skipped[:3]),
+            )  # fmt: skip
+            if not anns:
+                raise InputError(
+                    f"none of the {len(skipped)} annotated clips is in the data: "
+                    "are --data and --annotations of the same benchmark?"
+                )
     if ids is not None:
         missing = [c for c in ids if c not in set(sources.ids)]
         if missing:
@@ -191,6 +210,7 @@ def evaluate_model(
             "annotations": str(annotations),
             "n_maps": len(maps),
             "map_shape": list(next(iter(maps.values())).shape) if maps else None,
+            "n_skipped_not_in_data": len(skipped),
         }
         from avmodels.provenance import evaluation_record
 

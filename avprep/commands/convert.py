@@ -52,7 +52,13 @@ def _print_summary(result, what: str) -> None:
 
 @click.group()
 def convert() -> None:
-    """Convert ground-truth annotations between the formats the papers read."""
+    """Convert ground-truth annotations between the formats the papers read.
+
+    \b
+    Examples:
+      avprep convert vggss-xml --help
+      avprep convert flickr-json --help
+    """
 
 
 @convert.command("vggss-xml")

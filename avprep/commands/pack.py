@@ -51,7 +51,8 @@ from avprep.errors import InputError
 )
 @click.option(
     "--jobs",
-    type=int,
+    "-j",
+    type=click.IntRange(1),
     default=None,
     help="Writer processes (default: one per shard, at most the CPU count).",
 )

@@ -21,7 +21,14 @@ from avprep.errors import StoreError
     is_flag=True,
     help="Skip decoding frames and scanning arrays for NaN/inf (structure only).",
 )
-@click.option("--jobs", type=int, default=1, show_default=True, help="Shards checked in parallel.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Shards checked in parallel.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(folder: Path, no_hash: bool, no_content: bool, jobs: int, as_json: bool) -> None:
     """Check a store made by pack-h5 (native or SSPL layout).

@@ -63,7 +63,7 @@ def _bad_lines_error(path: str, bad: list[tuple[int, str]]) -> InputError:
     more = f"\n  ... and {len(bad) - MAX_REPORTED} more" if len(bad) > MAX_REPORTED else ""
     return InputError(
         f"{path}: {len(bad)} malformed {'entry' if len(bad) == 1 else 'entries'} "
-        f"(fix them, or pass --skip-bad / skip_bad=True to skip them):\n  {shown}{more}"
+        f"(fix them, or pass --skip-bad to skip them):\n  {shown}{more}"
     )
 
 
