@@ -161,3 +161,31 @@ def test_missing_txt_feeds_download_and_the_mixed_folder_resumes(media, tmp_path
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert (out / "manifest.jsonl").read_text() == lines
+
+
+def test_soundnet_url_on_a_mirror_keeps_its_flickr_id(media, tmp_path):
+    """A SoundNet URL served by a mirror (here loopback) is saved under its Flickr id."""
+    root = tmp_path / "mirror"
+    path = root / "soundnet" / "videos" / "27606531@N02" / FLICKR / "play" / "orig"
+    path.mkdir(parents=True)
+    shutil.copy(media["good"], path / "a1b2c3d4e5")
+    out = tmp_path / "out"
+    with MediaServer(root) as srv:
+        urls = tmp_path / "urls.txt"
+        urls.write_text(
+            srv.url(f"soundnet/videos/27606531@N02/{FLICKR}/play/orig/a1b2c3d4e5") + "\n"
+        )
+        for fmt in ("auto", "soundnet-urls"):
+            from avprep.recipes import load_clips
+
+            df = load_clips(urls, fmt=fmt)
+            assert df["clip_id"].tolist() == [FLICKR] and df["source"].tolist() == ["flickr"]
+        res = CliRunner().invoke(
+            cli,
+            ["download", "--ids", str(urls), "--id-format", "soundnet-urls", "--out", str(out),
+             "--jobs", "1", "--no-progress", "--retries", "0"],
+        )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert Manifest(out / "manifest.jsonl").get(FLICKR).ok
+    (saved,) = [p for p in out.iterdir() if not p.name.startswith(".") and p.suffix != ".jsonl"]
+    assert saved.stem == FLICKR and sha256_file(saved) == sha256_file(media["good"])

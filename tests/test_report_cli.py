@@ -213,3 +213,22 @@ def test_report_page_in_chromium(chromium, evals, tmp_path):  # noqa: F811
     assert img is not None and img.shape[:2] == (2200, 1100) and img.std() > 10
     hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)  # the curves and jet overlays are on screen
     assert ((hsv[..., 1] > 150) & (hsv[..., 2] > 80)).mean() > 0.005
+
+
+def test_eval_scores_the_annotated_clips_in_the_data_by_default(evals, tmp_path):
+    """Ground truth for more clips than the store holds: scored what is there, said so."""
+    entries = json.loads(evals["ann"].read_text())
+    more = [*entries, {"file": "notinstore_000001", "class": "cat", "bbox": [[0, 0, 1, 1]]}]
+    ann = tmp_path / "gt.json"
+    ann.write_text(json.dumps(more))
+    res = CliRunner().invoke(
+        cli,
+        ["eval", "--ckpt", str(evals["root"] / "model-0.pt"), "--data", str(evals["store"]),
+         "--benchmark", "vggss", "--annotations", str(ann), "--report", str(tmp_path / "eval"),
+         "--workers", "0", "--device", "cpu"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert m["n"] == len(evals["boxes"]) and m["n_skipped_not_in_data"] == 1
+    assert "skipped 1 annotated clips" in res.stderr and "notinstore_000001" in res.stderr

@@ -10,12 +10,6 @@ from avmodels.commands.options import preset_option
 from avprep.clikit import benchmark_option
 
 
-def _preset_names() -> list[str]:
-    from avmodels.metrics import PRESETS
-
-    return PRESETS.names()
-
-
 @click.command()
 @click.option("--annotations", "annotations_path", required=True, type=click.Path(exists=True),
               help="Ground truth: VGG-SS style JSON, a folder of Flickr XML, ...")  # fmt: skip

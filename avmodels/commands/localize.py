@@ -45,6 +45,9 @@ import click
 def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map) -> None:  # fmt: skip
     """Run a trained model on VIDEO and draw its localisation map over the frame.
 
+    The picture has the video's own resolution, the map's peak (white dot),
+    the time and a colour bar (red high, blue low).
+
     \b
     Examples:
       avmodels localize --ckpt runs/sspl/best.pt --video street.mp4 --at 4.2 --out street.png
@@ -53,7 +56,8 @@ def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map) -> 
     """
     import numpy as np
 
-    from avmodels.engine.localize import localize_video, overlay, write_mp4, write_png
+    from avmodels.engine.localize import localize_video, write_mp4, write_png
+    from avmodels.engine.localize_view import render, source_frame
     from avprep.errors import ConfigError
 
     suffix = out.suffix.lower()
@@ -61,7 +65,8 @@ def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map) -> 
         if start is not None or end is not None:
             raise ConfigError("--from/--to make a video: use --out FILE.mp4")
         res = localize_video(ckpt, video, [at], device=device)
-        write_png(out, overlay(res[0].frame, res[0].map, alpha))
+        r = res[0]
+        write_png(out, render(source_frame(video, r.time), r.map, r.time, alpha))
         if save_map:
             np.save(save_map, res[0].map)
         t = res[0].time
@@ -73,7 +78,8 @@ def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map) -> 
         raise ConfigError("an .mp4 needs --from < --to and --fps > 0")
     times = list(np.arange(start, end, 1.0 / fps))
     res = localize_video(ckpt, video, times, device=device)
-    write_mp4(out, [overlay(r.frame, r.map, alpha) for r in res], fps, video, start)
+    frames = [render(source_frame(video, r.time), r.map, r.time, alpha) for r in res]
+    write_mp4(out, frames, fps, video, start)
     if save_map:
         np.save(save_map, np.stack([r.map for r in res]))
     click.echo(f"{len(res)} frames ({start:.2f}-{end:.2f} s at {fps:g}/s) -> {out}")
