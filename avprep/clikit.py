@@ -153,6 +153,32 @@ def choice_option(*decls: str, names: Iterable[str], **kw: Any) -> Callable:
     return click.option(*decls, type=click.Choice(list(names)), **kw)
 
 
+NO_PROGRESS = "avprep.no_progress"
+
+
+def no_progress_option(f: Callable) -> Callable:
+    """``--no-progress`` without a parameter of its own: read it with :func:`progress_wanted`."""
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        ctx.meta[NO_PROGRESS] = bool(value)
+
+    return click.option(
+        "--no-progress",
+        is_flag=True,
+        expose_value=False,
+        callback=remember,
+        help="No progress bars (they are off anyway when stderr is not a terminal).",
+    )(f)
+
+
+def progress_wanted() -> bool:
+    """Progress bars unless ``--no-progress`` was given or stderr is not a terminal."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get(NO_PROGRESS):
+        return False
+    return sys.stderr.isatty()
+
+
 def benchmark_option(*decls: str, **kw: Any) -> Callable:
     """``--benchmark`` checked against the annotation formats avprep reads."""
     from avprep.annotations.model import BENCHMARKS

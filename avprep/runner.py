@@ -56,6 +56,7 @@ def map_clips(
     desc: str = "clips",
     key: Callable[[Any], str] = _default_key,
     progress: bool = True,
+    unit: str = "clip",
 ) -> Iterator[ClipRecord]:
     """Run ``fn`` over ``items`` and yield records in completion order.
 
@@ -67,7 +68,7 @@ def map_clips(
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     guarded = _Guarded(fn, key)
-    bar = tqdm(total=len(items), desc=desc, unit="clip", disable=not progress or not items)
+    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress or not items)
     try:
         for rec in _dispatch(guarded, items, jobs=jobs, backend=backend, scheduler=scheduler):
             if manifest is not None:

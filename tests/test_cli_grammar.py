@@ -157,3 +157,23 @@ def test_failures_group_by_cause_and_hint():
     hint = failure_hint(recs)
     assert hint and "--proxy" in hint and "--cookies" in hint
     assert failure_hint([*recs, ClipRecord("ok1", "ok")]) is None
+
+
+LONG = ("download", "extract", "ingest", "pack-h5", "verify", "synth", "eval", "localize", "train")
+
+
+def test_no_progress_on_every_long_command():
+    by_name = {p.split(" ", 1)[1]: c for p, c in COMMANDS}
+    for name in LONG:
+        opts = {o for p in by_name[name].params for o in (*p.opts, *p.secondary_opts)}
+        assert "--no-progress" in opts, name
+
+
+def test_shard_bars_count_shards(capsys):
+    from avprep.runner import map_clips
+
+    recs = list(
+        map_clips(lambda s: ClipRecord(s, "ok"), ["s0", "s1"], backend="serial", unit="shard")
+    )
+    assert [r.clip_id for r in recs] == ["s0", "s1"]
+    assert "shard/s" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from avmodels.commands.options import preset_option
-from avprep.clikit import benchmark_option
+from avprep.clikit import benchmark_option, no_progress_option, progress_wanted
 
 
 def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
@@ -68,6 +68,7 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
 )
 @click.option("--allow-missing", is_flag=True, help="Score annotated clips that have maps only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@no_progress_option
 def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, device,
              batch_size, workers, amp, allow_missing, as_json) -> None:  # fmt: skip
     """Evaluate a trained model on test shards: cIoU, AUC, mean IoU, pointing.
@@ -88,7 +89,7 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, devic
     result, _ = evaluate_model(
         model, list(data), benchmark, annotations, preset=preset, ids=ids_list,
         report_dir=report, device=device, batch_size=batch_size, num_workers=workers,
-        amp=amp, allow_missing=allow_missing, ids_source=ids,
+        amp=amp, allow_missing=allow_missing, ids_source=ids, progress=progress_wanted(),
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from avprep.clikit import no_progress_option
 from avprep.errors import InputError
 
 
@@ -107,6 +108,7 @@ from avprep.errors import InputError
     is_flag=True,
     help="Exit non-zero if any clip was skipped or any listed id is missing.",
 )
+@no_progress_option
 def pack_h5(in_dir, out_dir, split, shards, rows_per_shard, layout, ids_file, jobs, backend,
             scheduler, frames, audio, compression, modalities, test, virtual, id_list,
             strict) -> None:  # fmt: skip
@@ -123,6 +125,7 @@ def pack_h5(in_dir, out_dir, split, shards, rows_per_shard, layout, ids_file, jo
     Row r goes to shard r // rows-per-shard. Clips that failed extraction are
     skipped and listed in OUT/index.json. A rerun keeps complete shards.
     """
+    from avprep.clikit import progress_wanted
     from avprep.store.pack import pack
 
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
@@ -130,6 +133,7 @@ def pack_h5(in_dir, out_dir, split, shards, rows_per_shard, layout, ids_file, jo
         in_dir, out_dir, split, shards=shards, rows_per_shard=rows_per_shard, layout=layout,
         ids=ids_file, jobs=jobs, backend=backend, scheduler=scheduler, frames=frames,
         audio=audio, compression=compression, modalities=mods, test=test, virtual=virtual, id_list=id_list,
+        progress=progress_wanted(),
     )  # fmt: skip
     click.echo(result.summary())
     if strict and (result.skipped or result.missing):

@@ -6,6 +6,7 @@ import re
 
 import click
 
+from avprep.clikit import no_progress_option
 from avprep.errors import ConfigError, MediaError
 
 
@@ -70,6 +71,7 @@ def _range(text: str, option: str, cast=int) -> tuple:
 @click.option("--backend", type=click.Choice(["loky", "dask", "serial"]), default="loky",
               show_default=True, help="Where the workers run.")  # fmt: skip
 @click.option("--scheduler", default=None, help="Dask scheduler address (backend dask).")
+@no_progress_option
 def synth(
     out: str,
     clips: int,
@@ -123,7 +125,11 @@ def synth(
     ).validate()
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1 (got {jobs})")
-    result = generate(cfg, out, jobs=jobs, backend=backend, scheduler=scheduler)
+    from avprep.clikit import progress_wanted
+
+    result = generate(
+        cfg, out, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress_wanted()
+    )
     splits = ", ".join(f"{k} {v}" for k, v in result.splits.items())
     click.echo(
         f"SynthAV in {result.out}: {result.generated} generated, {result.skipped} already there, "
