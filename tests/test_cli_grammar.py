@@ -177,3 +177,14 @@ def test_shard_bars_count_shards(capsys):
     )
     assert [r.clip_id for r in recs] == ["s0", "s1"]
     assert "shard/s" in capsys.readouterr().err
+
+
+def test_json_is_an_output_flag_and_format_names_the_list_format():
+    for path, cmd in COMMANDS:
+        for o in cmd.params:
+            if "--json" in o.opts and not getattr(o, "is_flag", False):
+                # an input given as --json survives only as the old name of --in
+                assert o.opts[0] == "--in", path
+    by_name = {p.split(" ", 1)[1]: c for p, c in COMMANDS}
+    fmt = next(o for o in by_name["download"].params if "--format" in o.opts)
+    assert "--id-format" in fmt.opts  # the old spelling still works

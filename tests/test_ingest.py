@@ -182,7 +182,7 @@ def test_soundnet_url_on_a_mirror_keeps_its_flickr_id(media, tmp_path):
             assert df["clip_id"].tolist() == [FLICKR] and df["source"].tolist() == ["flickr"]
         res = CliRunner().invoke(
             cli,
-            ["download", "--ids", str(urls), "--id-format", "soundnet-urls", "--out", str(out),
+            ["download", "--ids", str(urls), "--format", "soundnet-urls", "--out", str(out),
              "--jobs", "1", "--no-progress", "--retries", "0"],
         )  # fmt: skip
     assert res.exit_code == 0, res.output

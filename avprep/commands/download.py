@@ -41,7 +41,14 @@ def _attach_urls(rows, urls_from: str):
     default=None,
     help="Keep only this split (vggsound.csv).",
 )
-@click.option("--id-format", default="auto", show_default=True, help="Format of --ids.")
+@click.option(
+    "--format",
+    "--id-format",
+    "id_format",
+    default="auto",
+    show_default=True,
+    help="Format of --ids, as in `avprep metadata parse --format` (--id-format: old name).",
+)
 @click.option(
     "--out",
     required=True,
