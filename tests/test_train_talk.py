@@ -82,12 +82,12 @@ def test_train_talks_at_the_default_level(store, tmp_path):
 
 
 def test_verbose_is_accepted_after_the_subcommand():
-    res = CliRunner().invoke(cli, ["methods", "-v"])
+    res = CliRunner().invoke(cli, ["report", "-v", "--help"])
     assert res.exit_code == 0, res.output
     assert logging.getLogger().level == logging.INFO
-    res = CliRunner().invoke(cli, ["methods", "-vv"])
+    res = CliRunner().invoke(cli, ["report", "-vv", "--help"])
     assert res.exit_code == 0 and logging.getLogger().level == logging.DEBUG
-    res = CliRunner().invoke(cli, ["methods"])
+    res = CliRunner().invoke(cli, ["report", "--help"])
     assert logging.getLogger().level == logging.WARNING
     assert logging.getLogger("avmodels.epochs").level == logging.INFO
 
