@@ -39,6 +39,10 @@ def _run(cmd, **kw) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_wheel_ships_registry_and_recipes(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is not installed in this environment (the wheel is built offline)")
     src = _copy_source(tmp_path / "src")
     wheels = tmp_path / "wheels"
     res = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
