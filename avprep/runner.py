@@ -68,7 +68,8 @@ def map_clips(
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     guarded = _Guarded(fn, key)
-    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress or not items)
+    # disable=None: no bar when stderr is not a terminal (a log file gets no carriage returns)
+    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=None if progress and items else True)
     try:
         for rec in _dispatch(guarded, items, jobs=jobs, backend=backend, scheduler=scheduler):
             if manifest is not None:

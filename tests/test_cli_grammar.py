@@ -169,14 +169,25 @@ def test_no_progress_on_every_long_command():
         assert "--no-progress" in opts, name
 
 
-def test_shard_bars_count_shards(capsys):
+def test_bars_count_shards_and_follow_the_terminal(monkeypatch):
+    import io
+
     from avprep.runner import map_clips
 
-    recs = list(
-        map_clips(lambda s: ClipRecord(s, "ok"), ["s0", "s1"], backend="serial", unit="shard")
-    )
-    assert [r.clip_id for r in recs] == ["s0", "s1"]
-    assert "shard/s" in capsys.readouterr().err
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def run(stream: io.StringIO) -> str:
+        monkeypatch.setattr("sys.stderr", stream)
+        recs = list(
+            map_clips(lambda s: ClipRecord(s, "ok"), ["s0", "s1"], backend="serial", unit="shard")
+        )
+        assert [r.clip_id for r in recs] == ["s0", "s1"]
+        return stream.getvalue()
+
+    assert "shard/s" in run(Terminal())
+    assert run(io.StringIO()) == ""  # a log file: no bar, no carriage returns
 
 
 def test_json_is_an_output_flag_and_format_names_the_list_format():
