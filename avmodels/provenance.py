@@ -3,8 +3,9 @@
 ``avmodels eval --report`` writes these beside the metrics in
 ``metrics.json``; ``avmodels report`` shows them in the provenance table: the
 model file and its sha256, the epoch it was saved at and the rule that chose
-it, the training seed, the id list and how many ids it held, the code version
-(package version plus the git commit when run from a checkout) and the date.
+it, the training seed, the id list and how many ids it held and the code version
+(package version plus the git commit when run from a checkout); the date is
+the time ``metrics.json`` was written (:func:`written_at`).
 """
 
 from __future__ import annotations
@@ -62,5 +63,14 @@ def evaluation_record(
         "ids": ids_source,
         "n_ids": n_ids,
         "code_version": code_version(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def written_at(path: str | Path) -> str:
+    """When ``path`` was written (its mtime, UTC, ISO 8601): the date of an evaluation.
+
+    Kept out of ``metrics.json`` itself so that scoring the same model on the
+    same data twice writes the same file.
+    """
+    ts = Path(path).stat().st_mtime
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds")

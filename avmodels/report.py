@@ -486,6 +486,7 @@ def provenance(metrics: Mapping[str, Any], eval_dir: str | os.PathLike) -> dict[
     an older folder lacks is taken from the model file when it is still there.
     """
     from avmodels import __version__
+    from avmodels.provenance import written_at
 
     facts = _model_facts(metrics.get("model_file"))
     out: dict[str, Any] = {
@@ -503,7 +504,7 @@ def provenance(metrics: Mapping[str, Any], eval_dir: str | os.PathLike) -> dict[
         "training seed": metrics.get("seed", "unknown"),
         "data": metrics.get("data", "unknown"),
         "code version (eval)": metrics.get("code_version", "unknown"),
-        "evaluated at": metrics.get("date", "unknown"),
+        "evaluated at": written_at(Path(eval_dir) / "metrics.json"),
         "eval folder": str(eval_dir),
         "report written by": f"avmodels {__version__}",
     }

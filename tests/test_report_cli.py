@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -121,6 +122,7 @@ def test_report_cli_page_has_baselines_classes_and_provenance(evals, tmp_path):
     assert page.meta["clips scored"] == "6"
     assert str(evals["store"]) in page.meta["data"]
     assert page.meta["code version (eval)"].startswith("avmodels ")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", page.meta["evaluated at"])
     # overlays come from the evaluated store's frames (found through metrics.json)
     assert page.imgs[0] == "success.png" and "best-1.png" in page.imgs
     for src in page.imgs:
