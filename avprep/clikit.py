@@ -51,22 +51,25 @@ def _verbose_after(ctx: click.Context, _param: click.Parameter, value: int) -> N
 
 
 def example_of(cmd: click.Command) -> str | None:
-    """The first example call in a command's help (continuation lines joined)."""
+    """An example call from a command's help (continuation lines joined): the first
+    that names the command, else the first."""
     lines = (cmd.help or "").splitlines()
+    calls: list[str] = []
     for i, line in enumerate(lines):
-        if line.strip().lower().startswith("example"):
-            parts: list[str] = []
-            for nxt in lines[i + 1 :]:
-                text = nxt.strip()
-                if not text:
-                    if parts:
-                        break
-                    continue
-                parts.append(text.rstrip("\\").strip())
-                if not text.endswith("\\"):
-                    break
-            return " ".join(parts) or None
-    return None
+        if not line.strip().lower().startswith("example"):
+            continue
+        parts: list[str] = []
+        for nxt in lines[i + 1 :]:
+            text = nxt.strip()
+            if not text:
+                break
+            parts.append(text.rstrip("\\").strip())
+            if not text.endswith("\\"):
+                calls.append(" ".join(parts))
+                parts = []
+        break
+    named = [c for c in calls if f" {cmd.name} " in f" {c} "]
+    return (named or calls or [None])[0]
 
 
 def missing_required(cmd: click.Command, args: list[str]) -> list[click.Option]:
@@ -179,12 +182,12 @@ def progress_wanted() -> bool:
     return sys.stderr.isatty()
 
 
-def benchmark_option(*decls: str, **kw: Any) -> Callable:
-    """``--benchmark`` checked against the annotation formats avprep reads."""
+def benchmark_option(*decls: str, extra: Iterable[str] = (), **kw: Any) -> Callable:
+    """``--benchmark`` checked against the annotation formats avprep reads (plus ``extra``)."""
     from avprep.annotations.model import BENCHMARKS
 
     kw.setdefault("help", "Annotation format of the ground truth.")
-    return choice_option(*(decls or ("--benchmark",)), names=BENCHMARKS, **kw)
+    return choice_option(*(decls or ("--benchmark",)), names=[*BENCHMARKS, *extra], **kw)
 
 
 #: Loggers shown at INFO even at the default level: a long command's heartbeat
