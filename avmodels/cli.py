@@ -21,6 +21,7 @@ COMMANDS = {
     "baselines": "avmodels.commands.baselines:baselines",
     "methods": "avmodels.commands.methods:methods",
     "report": "avmodels.commands.report:report",
+    "benchmark": "avmodels.commands.benchmark:benchmark",
     "pseudo-labels": "avmodels.commands.pseudo_labels:pseudo_labels",
 }
 

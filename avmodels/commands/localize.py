@@ -44,8 +44,15 @@ from avprep.clikit import no_progress_option, progress_wanted
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also save the raw map(s) as .npy.",
 )
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change the model file's config, e.g. htf.legacy_flow=false (keys checked as in train).",
+)
 @no_progress_option
-def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map) -> None:  # fmt: skip
+def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map, sets) -> None:  # fmt: skip
     """Run a trained model on VIDEO and draw its localisation map over the frame.
 
     The picture has the video's own resolution, the map's peak (white dot),
@@ -67,7 +74,9 @@ def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map) -> 
     if suffix == ".png":
         if start is not None or end is not None:
             raise ConfigError("--from/--to make a video: use --out FILE.mp4")
-        res = localize_video(ckpt, video, [at], device=device, progress=progress_wanted())
+        res = localize_video(
+            ckpt, video, [at], device=device, sets=sets, progress=progress_wanted()
+        )
         r = res[0]
         write_png(out, render(source_frame(video, r.time), r.map, r.time, alpha))
         if save_map:
@@ -80,7 +89,7 @@ def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map) -> 
     if start is None or end is None or end <= start or fps <= 0:
         raise ConfigError("an .mp4 needs --from < --to and --fps > 0")
     times = list(np.arange(start, end, 1.0 / fps))
-    res = localize_video(ckpt, video, times, device=device, progress=progress_wanted())
+    res = localize_video(ckpt, video, times, device=device, sets=sets, progress=progress_wanted())
     frames = [render(source_frame(video, r.time), r.map, r.time, alpha) for r in res]
     write_mp4(out, frames, fps, video, start)
     if save_map:

@@ -45,8 +45,8 @@ def show_progress(no_progress: bool) -> bool:
 @click.option(
     "--config",
     "config_file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="YAML file of config overrides.",
+    help="YAML file of config overrides, or a preset name shipped for the method "
+    "(e.g. chaotic-world: the Chaotic World fork's settings; docs/training.md).",
 )
 @click.option(
     "--set",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +84,23 @@ def load_model_file(path: str | os.PathLike) -> dict[str, Any]:
     return _load(path, MODEL_FORMAT, "model file")
 
 
-def build_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Instantiate the method a model file names, with its config and weights, in eval mode."""
+def build_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu", sets: Sequence[str] = ()
+):
+    """Instantiate the method a model file names, with its config and weights, in eval mode.
+
+    ``sets``: ``--set section.key=value`` items applied to the file's config with
+    the same key checking as ``avmodels train`` (an unknown key is an error).
+    """
+    from avmodels.engine.config import apply_overrides, parse_set
     from avmodels.methods import METHODS
 
     obj = load_model_file(path)
     cls = METHODS.get(obj["method"])
     cfg = dict(obj["config"])
+    if sets:
+        cfg = apply_overrides(cfg, parse_set(sets), "--set")
+        obj = {**obj, "config": cfg}
     model_cfg = dict(cfg.get("model", {}))
     if "pretrained" in model_cfg:
         model_cfg["pretrained"] = False  # the file carries every weight

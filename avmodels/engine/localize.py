@@ -280,8 +280,12 @@ def localize_video(
     *,
     device: str = "auto",
     progress: bool = True,
+    sets: Sequence[str] = (),
 ) -> list[Localization]:
-    """Maps of the model in ``model_file`` at each time (None: the training profile's frame)."""
+    """Maps of the model in ``model_file`` at each time (None: the training profile's frame).
+
+    ``sets``: ``--set key=value`` changes to the model file's config.
+    """
     from avmodels.engine.checkpoint import build_model
     from avmodels.engine.distributed import pick_device
     from avprep.stages.extract import extract_clip
@@ -290,7 +294,7 @@ def localize_video(
     if not video.is_file():
         raise InputError(f"video not found: {video}")
     dev = pick_device(device)
-    model, obj = build_model(model_file, dev)
+    model, obj = build_model(model_file, dev, sets)
     prep = training_input(model_file, obj, model)
     need = set(model.required_inputs())
     # what the model does not read is not computed (it costs time, changes nothing)

@@ -22,9 +22,11 @@ from avprep.errors import ConfigError, InputError
 from avprep.recipes import (  # noqa: F401 - registers formats  # noqa: F401, E402 - Multi-Source's sets
     audioset_instrument,
     ave,
+    binary,
     chaotic,
     filelists,
     flickr,
+    protocols,
     urls,
     vggsound,
     vggss,

@@ -12,8 +12,10 @@ file                               key                     shape, dtype
 ``h5py_train_spects_<split>.h5``   ``train_spects``        (N,3,96,64) float32
 =================================  ======================  ====================
 
-A sharded split adds ``_<k>`` (k = 1..K) to each name; SSPL's loader picks
-shard ``index // 14400`` for its 144k split (10 shards). The test variant is
+A sharded split adds ``_<k>`` (k = 1..K) to each name; SSPL's loader opens
+shard ``index // 14400 + 1`` at row ``index % 14400`` for its 144k split, so
+every shard but the last holds 14,400 rows whatever N is
+(:mod:`avprep.store.shard_plan`). The test variant is
 ``h5py_test_{frames,audios,spects}.h5`` with ``test_*`` keys, rows aligned
 with the test id csv. Datasets are contiguous, unchunked, uncompressed, as
 SSPL's script writes them. The clip ids live outside the files in a
@@ -112,13 +114,21 @@ def variant_of(split: str, test: bool | None = None) -> str:
     return "test" if test else "train"
 
 
-def file_names(split: str, variant: str, k: int, num_shards: int) -> dict[str, str]:
-    """The three file names of shard ``k`` (0-based) as SSPL spells them."""
+def file_names(
+    split: str, variant: str, k: int, num_shards: int, *, sharded: bool | None = None
+) -> dict[str, str]:
+    """The three file names of shard ``k`` (0-based) as SSPL spells them.
+
+    ``sharded`` (default: more than one shard) numbers the files from 1, as
+    SSPL's 144k loader opens them, even when the rows fit one shard.
+    """
+    if sharded is None:
+        sharded = num_shards > 1
     if variant == "test":
         # SSPL's test loader reads exactly these names (no split, no shard number).
-        suffix = "" if num_shards == 1 else f"_{k + 1}"
+        suffix = "" if not sharded else f"_{k + 1}"
         return {kind: f"h5py_test_{kind}{suffix}.h5" for kind in KINDS}
-    suffix = f"_{split}" if num_shards == 1 else f"_{split}_{k + 1}"
+    suffix = f"_{split}" if not sharded else f"_{split}_{k + 1}"
     return {kind: f"h5py_train_{kind}{suffix}.h5" for kind in KINDS}
 
 
