@@ -46,11 +46,11 @@ from tqdm.auto import tqdm
 from avprep.atomic import TMP_PREFIX, write_text
 from avprep.errors import InputError, MediaError
 from avprep.ids import is_safe_id
+from avprep.lock import folder_lock
 from avprep.manifest import OK, ClipRecord, Manifest
 from avprep.stages.download import (
     _EXT,
     MANIFEST_NAME,
-    _folder_lock,
     _is_done,
     _sweep,
     tool_versions,
@@ -270,7 +270,7 @@ def ingest(
         raise InputError("the id list is empty: nothing to ingest")
     out.mkdir(parents=True, exist_ok=True)
     report = IngestReport(source=str(src), requested=len(wanted))
-    with _folder_lock(out):
+    with folder_lock(out, "download"):  # the lock download takes: one writer per folder
         _sweep(out)
         manifest = Manifest(out / MANIFEST_NAME)
         done = {c for c in wanted if _is_done(manifest.get(c), out)}
