@@ -1,0 +1,515 @@
+"""The methods' frame augmentations applied to whole batches of uint8 frames.
+
+The per-sample transforms (``SsplTransform``, ``SslTieSample``/``MocoV2``,
+``HtfSample``/``FrameFlowCrop``) run PIL on one frame at a time; on two cores
+that, not reading, bounds the training input. Here each is split in two:
+
+- ``prepare(sample)``, run per sample inside the sample's seeded RNG block
+  (:class:`avmodels.data.MethodDataset`): everything that is not frame pixels
+  (spectrograms, cached embeddings, SpecAugment) and **the random parameters
+  of the frame augmentation, drawn with exactly the calls, in exactly the
+  order, of the per-sample transform** (``torch.randint`` for crops,
+  ``torch.rand`` for flips and ``RandomApply``, torchvision's own
+  ``get_params`` for RandomResizedCrop and ColorJitter). A fixed RNG stream
+  gives the same crops, flips and jitter factors on both paths.
+- ``finish(batch, device)``: the pixels, as batched tensor ops on a
+  (B, H, W, 3) uint8 batch (or on the batch's JPEG bytes, decoded with
+  ``torchvision.io.decode_jpeg`` on ``device``): resize, crop boxes, flips,
+  colour jitter, grayscale, blur, ImageNet normalisation. The same code runs
+  in a CPU worker (``train.input=cpu``) and on the GPU (``train.input=gpu``).
+
+Where the pixels are the same and where not (``tests/test_batch_augment.py``
+measures it; docs/training.md gives the figures):
+
+- crops, flips, grayscale (PIL's integer luma), SpecAugment: identical.
+- resize: on the CPU torch's uint8 antialiased kernels (PIL-SIMD's algorithm)
+  match PIL's bicubic/bilinear to at most 2 levels, mean < 0.01 level; on CUDA
+  the float kernel (same weights, rounded once) differs from PIL by at most 2
+  levels, mean ~0.1.
+- SSL-TIE's colour jitter: brightness, contrast and saturation restate PIL's
+  ``ImageEnhance`` blends (integer luma, truncation to uint8) but PIL rounds
+  between the four steps in its own way; hue goes through a float HSV, not
+  PIL's 8-bit HSV. The Gaussian blur uses the kernel of PIL's extended-box
+  approximation (3 passes of a box with fractional ends, radius from PIL's
+  formula) in one float pass, where PIL rounds after each box pass.
+- HTF's flow: torch's bicubic (a = -0.75, no antialias, edge-clamped) is
+  cv2's INTER_CUBIC; differences are float rounding.
+
+A method (or option) without a batched form here, e.g. HTF's
+``legacy_flow`` or MSSL, keeps its per-sample transform: :func:`batched`
+returns ``None``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision import transforms as T
+
+from avmodels.methods.augment import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    FrameFlowCrop,
+    MocoV2,
+    _GaussianBlur,
+    _short_side_size,
+)
+
+PARAMS = "aug."  # prefix of the batch keys holding the drawn parameters (tensors)
+JPEG = "frame_jpeg"  # batch key holding undecoded frames (a list of bytes)
+
+
+def with_params(batch: dict[str, Any], params: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """``batch`` with the parameters as flat ``aug.<name>`` fields (RingLoader takes flat)."""
+    batch.update({PARAMS + k: v for k, v in params.items()})
+    return batch
+
+
+def pop_params(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return {k[len(PARAMS) :]: batch.pop(k) for k in [k for k in batch if k.startswith(PARAMS)]}
+
+
+# -- batched pixel operations --------------------------------------------------
+def to_nchw(frames: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 (or float 0-255, SSPL's layout) -> (B, 3, H, W) uint8 view."""
+    if frames.dtype != torch.uint8:  # SSPL's float32 frames: as np.clip(...).astype(uint8)
+        frames = frames.clamp(0, 255).to(torch.uint8)
+    return frames.permute(0, 3, 1, 2)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
+    """Antialiased resize of (B, 3, H, W) uint8 as PIL does it; uint8 out.
+
+    On the CPU torch's uint8 kernel (channels-last, PIL-SIMD's algorithm); on
+    other devices the float kernel with the same weights, rounded once.
+    """
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+        return F.interpolate(x, size=size, mode=mode, antialias=True, align_corners=False)
+    y = F.interpolate(x.float(), size=size, mode=mode, antialias=True, align_corners=False)
+    return y.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def crop_flip(
+    x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int, flip: torch.Tensor
+) -> torch.Tensor:
+    """Per-sample ``size`` x ``size`` crops at (top, left), mirrored where ``flip``."""
+    out = torch.empty((x.shape[0], x.shape[1], size, size), dtype=x.dtype, device=x.device)
+    for b, (i, j) in enumerate(zip(top.tolist(), left.tolist(), strict=True)):
+        out[b] = x[b, :, i : i + size, j : j + size]
+    if bool(flip.any()):
+        m = flip.to(x.device)
+        out[m] = out[m].flip(-1)
+    return out
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (or 0-255 float) (B, 3, H, W) -> ImageNet-normalised float32, contiguous."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    scale = 1.0 / (255.0 * std)
+    return (x.float() * scale - mean / std).contiguous()
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """PIL's ``convert("L")`` of (B, 3, H, W) 0-255 values: (B, 1, H, W) integers."""
+    x = x.to(torch.int32)
+    y = x[:, 0] * 19595 + x[:, 1] * 38470 + x[:, 2] * 7471 + 0x8000
+    return (y >> 16).unsqueeze(1)
+
+
+def _blend(degenerate: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    # PIL's Image.blend on uint8: computed in float, clipped, truncated
+    f = factor.view(-1, 1, 1, 1)
+    return (degenerate + f * (x - degenerate)).clamp_(0, 255).floor_()
+
+
+def adjust_brightness(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    return _blend(torch.zeros_like(x), x, f)
+
+
+def adjust_contrast(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    # PIL ImageEnhance.Contrast: a flat image of int(mean luma + 0.5)
+    mean = luma(x).float().mean(dim=(1, 2, 3), keepdim=True).add_(0.5).floor_()
+    return _blend(mean.expand_as(x), x, f)
+
+
+def adjust_saturation(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    return _blend(luma(x).float().expand_as(x), x, f)
+
+
+def adjust_hue(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue by ``f`` turns (float HSV; PIL uses an 8-bit HSV)."""
+    rgb = x / 255.0
+    r, g, b = rgb.unbind(1)
+    maxc, _ = rgb.max(dim=1)
+    minc, _ = rgb.min(dim=1)
+    v = maxc
+    cr = maxc - minc
+    s = cr / torch.where(maxc == 0, torch.ones_like(maxc), maxc)
+    crd = torch.where(cr == 0, torch.ones_like(cr), cr)
+    rc, gc, bc = (maxc - r) / crd, (maxc - g) / crd, (maxc - b) / crd
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(cr == 0, torch.zeros_like(h), h)
+    h = (h / 6.0 + f.view(-1, 1, 1)) % 1.0
+    i = torch.floor(h * 6.0)
+    fr = h * 6.0 - i
+    i = i.to(torch.int64) % 6
+    p, q, t = v * (1 - s), v * (1 - s * fr), v * (1 - s * (1 - fr))
+    choices = [
+        torch.stack(c, dim=1)
+        for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))
+    ]
+    out = torch.zeros_like(x)
+    for k, c in enumerate(choices):
+        out = torch.where((i == k).unsqueeze(1), c, out)
+    return (out * 255.0).round_().clamp_(0, 255)
+
+
+_JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+def color_jitter(
+    x: torch.Tensor, apply: torch.Tensor, order: torch.Tensor, factors: torch.Tensor
+) -> torch.Tensor:
+    """ColorJitter with per-sample op order (B, 4) and factors (B, 4: b, c, s, h)."""
+    if not bool(apply.any()):
+        return x
+    x = x.clone()
+    for pos in range(4):
+        for op in range(4):
+            m = (apply & (order[:, pos] == op)).to(x.device)
+            if bool(m.any()):
+                x[m] = _JITTER_OPS[op](x[m], factors[:, op].to(x.device)[m])
+    return x
+
+
+def pil_box_radius(radius: float, passes: int = 3) -> float:
+    """PIL's box radius for a Gaussian blur of ``radius`` (Gwosdek et al.'s extended box)."""
+    sigma2 = radius * radius / passes
+    length = math.sqrt(12.0 * sigma2 + 1.0)
+    lo = math.floor((length - 1.0) / 2.0)
+    a = (2 * lo + 1) * (lo * (lo + 1) - 3 * sigma2)
+    a /= 6 * (sigma2 - (lo + 1) * (lo + 1))
+    return lo + a
+
+
+def pil_blur_kernel(radius: float, passes: int = 3) -> torch.Tensor:
+    """The 1-D kernel of PIL's GaussianBlur(radius): ``passes`` extended boxes convolved."""
+    r = pil_box_radius(radius, passes)
+    n = int(r)
+    frac = r - n
+    box = torch.ones(2 * n + 3, dtype=torch.float64)
+    box[0] = box[-1] = frac
+    box /= box.sum()
+    k = box
+    for _ in range(passes - 1):
+        k = torch.from_numpy(np.convolve(k.numpy(), box.numpy()))
+    return k.float()
+
+
+def blur(x: torch.Tensor, apply: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """PIL-kernel Gaussian blur of the samples where ``apply`` (separable, edge-clamped)."""
+    idx = torch.nonzero(apply).flatten().tolist()
+    if not idx:
+        return x
+    kernels = [pil_blur_kernel(float(radius[b])) for b in idx]
+    width = max(len(k) for k in kernels)
+    weight = torch.zeros((len(idx), width), dtype=torch.float32)
+    for n, k in enumerate(kernels):
+        off = (width - len(k)) // 2
+        weight[n, off : off + len(k)] = k
+    weight = weight.to(x.device).repeat_interleave(3, dim=0)  # (n * 3, width)
+    sel = x[torch.tensor(idx, device=x.device)]
+    n, c, h, w = sel.shape
+    pad = width // 2
+    y = sel.reshape(1, n * c, h, w)
+    y = F.conv2d(F.pad(y, (pad, pad, 0, 0), mode="replicate"), weight.view(n * c, 1, 1, width),
+                 groups=n * c)  # fmt: skip
+    y = F.conv2d(F.pad(y, (0, 0, pad, pad), mode="replicate"), weight.view(n * c, 1, width, 1),
+                 groups=n * c)  # fmt: skip
+    x = x.clone()
+    x[torch.tensor(idx, device=x.device)] = y.view(n, c, h, w).round_().clamp_(0, 255)
+    return x
+
+
+# -- frames: decoded in the worker, or JPEG bytes decoded here --------------------
+def jpeg_size(data: Any) -> tuple[int, int]:
+    """(height, width) of a JPEG from its header (no decode)."""
+    from PIL import Image
+
+    if not isinstance(data, (bytes, bytearray)):
+        data = (data.numpy() if isinstance(data, torch.Tensor) else np.asarray(data)).tobytes()
+    with Image.open(io.BytesIO(data)) as im:
+        w, h = im.size
+    return h, w
+
+
+def batch_frames(batch: dict[str, Any], device: torch.device | str) -> torch.Tensor:
+    """The batch's frames as (B, 3, H, W) uint8 on ``device``.
+
+    From ``frame`` (decoded (B, H, W, 3) pixels) or from ``frame_jpeg`` (bytes,
+    decoded by torchvision on ``device``: libjpeg-turbo on the CPU, the same
+    pixels as the worker's decode; nvJPEG on CUDA, see docs/store.md).
+    """
+    if JPEG in batch:
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        data = [
+            torch.frombuffer(bytearray(f), dtype=torch.uint8)
+            if isinstance(f, (bytes, bytearray))
+            else torch.as_tensor(f)
+            for f in batch[JPEG]
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torchvision >= 0.29 notice
+            imgs = decode_jpeg(data, mode=ImageReadMode.RGB, device=torch.device(device))
+        if len({tuple(im.shape) for im in imgs}) != 1:
+            raise ValueError("frames of different sizes in one batch: use train.input=cpu")
+        return torch.stack(imgs)
+    frames = batch["frame"]
+    if isinstance(frames, list):
+        raise ValueError("frames of different sizes in one batch: use train.augment=sample")
+    return to_nchw(frames.to(device, non_blocking=True))
+
+
+# -- the methods ---------------------------------------------------------------
+class BatchedTransform:
+    """Base of a method's batched transform (see the module docstring)."""
+
+    needs_shape = False  # prepare() needs the frame's (H, W) as sample["frame_hw"]
+
+    def prepare(self, sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def finish(self, batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class SsplBatch(BatchedTransform):
+    """SSPL's train views: Resize(int(1.1 S)) once, then two (crop, flip) per sample."""
+
+    needs_shape = True
+
+    def __init__(self, per_sample: Any) -> None:
+        steps = per_sample.image.transforms
+        resize_t, crop_t, flip_t = steps[0], steps[1], steps[2]
+        self.short = int(resize_t.size if isinstance(resize_t.size, int) else resize_t.size[0])
+        self.size = int(crop_t.size[0])
+        self.p_flip = float(flip_t.p)
+        self.views = ("view1", "view2")
+        self.per_sample = per_sample
+
+    def _resized_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
+        return _short_side_size(int(hw[0]), int(hw[1]), self.short)
+
+    def prepare(self, sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        from avmodels.methods.sspl import EMBEDDING_KEY, _spectrogram_of
+
+        h, w = self._resized_hw(sample["frame_hw"])
+        crops, flips = [], []
+        for _ in self.views:  # RandomCrop.get_params then RandomHorizontalFlip, per view
+            if h == self.size and w == self.size:
+                i = j = 0
+            else:
+                i = int(torch.randint(0, h - self.size + 1, size=(1,)).item())
+                j = int(torch.randint(0, w - self.size + 1, size=(1,)).item())
+            crops.append((i, j))
+            flips.append(bool(torch.rand(1) < self.p_flip))
+        out: dict[str, Any] = {"clip_id": str(sample["clip_id"])}
+        if EMBEDDING_KEY in sample:
+            out[EMBEDDING_KEY] = torch.as_tensor(np.asarray(sample[EMBEDDING_KEY], np.float32))
+        else:
+            out["spectrogram"] = torch.from_numpy(_spectrogram_of(sample))
+        params = {"crop": torch.tensor(crops, dtype=torch.int64), "flip": torch.tensor(flips)}
+        return out, params
+
+    def finish(self, batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+        params = pop_params(batch)
+        x = batch_frames(batch, device)
+        batch.pop("frame", None), batch.pop(JPEG, None)
+        x = resize(x, self._resized_hw(tuple(x.shape[-2:])), "bicubic")
+        views = {}
+        for v, name in enumerate(self.views):
+            c = params["crop"][:, v]
+            views[name] = normalize(crop_flip(x, c[:, 0], c[:, 1], self.size, params["flip"][:, v]))
+        return {"clip_id": batch.pop("clip_id"), **views, **batch}
+
+
+class SslTieBatch(BatchedTransform):
+    """SSL-TIE's moco_v2 frame augmentation and SpecAugment, parameters per sample."""
+
+    needs_shape = True
+
+    def __init__(self, per_sample: Any) -> None:
+        self.per_sample = per_sample
+        steps = per_sample.frame.pipeline.transforms
+        self.rrc: T.RandomResizedCrop = steps[0]
+        self.jitter_p = float(steps[1].p)
+        self.jitter: T.ColorJitter = steps[1].transforms[0]
+        self.gray_p = float(steps[2].p)
+        self.blur_p = float(steps[3].p)
+        self.sigma = steps[3].transforms[0].sigma
+        self.flip_p = float(steps[4].p) if len(steps) > 4 else 0.0
+        self.size = tuple(self.rrc.size)
+        mode = self.rrc.interpolation
+        self.mode = {T.InterpolationMode.BILINEAR: "bilinear",
+                     T.InterpolationMode.BICUBIC: "bicubic"}[mode]  # fmt: skip
+
+    def prepare(self, sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        ps = self.per_sample
+        spec = ps.spec(sample)
+        if ps.spec_aug is not None:  # drawn first, as SslTieSample does
+            spec = ps.spec_aug(spec)
+        h, w = sample["frame_hw"]
+        dims = torch.empty(()).expand(3, int(h), int(w))  # get_params reads only the size
+        box = T.RandomResizedCrop.get_params(dims, self.rrc.scale, self.rrc.ratio)
+        jit = not bool(self.jitter_p < torch.rand(1))  # RandomApply's test
+        order, factors = torch.arange(4), torch.tensor([1.0, 1.0, 1.0, 0.0])
+        if jit:
+            j = self.jitter
+            fn_idx, b, c, s, hue = T.ColorJitter.get_params(
+                j.brightness, j.contrast, j.saturation, j.hue
+            )
+            order = fn_idx
+            factors = torch.tensor([1.0 if v is None else v for v in (b, c, s)] + [hue or 0.0])
+        gray = bool(torch.rand(1) < self.gray_p)
+        blr = not bool(self.blur_p < torch.rand(1))
+        radius = 0.0
+        if blr:  # _GaussianBlur's draw
+            lo, hi = self.sigma
+            radius = lo + (hi - lo) * float(torch.rand(1))
+        flip = bool(torch.rand(1) < self.flip_p) if self.flip_p else False
+        params = {
+            "box": torch.tensor(box, dtype=torch.int64),
+            "jitter": torch.tensor(jit),
+            "order": order.to(torch.int64),
+            "factors": factors.float(),
+            "gray": torch.tensor(gray),
+            "blur": torch.tensor(blr),
+            "radius": torch.tensor(radius, dtype=torch.float64),
+            "flip": torch.tensor(flip),
+        }
+        return {"clip_id": str(sample["clip_id"]), "spectrogram": spec}, params
+
+    def finish(self, batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+        p = pop_params(batch)
+        x = batch_frames(batch, device)
+        batch.pop("frame", None), batch.pop(JPEG, None)
+        n = x.shape[0]
+        out = torch.empty((n, 3, *self.size), dtype=torch.uint8, device=x.device)
+        for b, (i, j, h, w) in enumerate(p["box"].tolist()):
+            out[b] = resize(x[b : b + 1, :, i : i + h, j : j + w], self.size, self.mode)[0]
+        y = out.float()
+        y = color_jitter(y, p["jitter"], p["order"], p["factors"])
+        g = p["gray"].to(y.device)
+        if bool(g.any()):
+            y[g] = luma(y[g]).float().expand(-1, 3, -1, -1)
+        y = blur(y, p["blur"], p["radius"])
+        f = p["flip"].to(y.device)
+        if bool(f.any()):
+            y[f] = y[f].flip(-1)
+        frame = normalize(y)
+        return {"clip_id": batch.pop("clip_id"), "frame": frame, **batch}
+
+
+class HtfBatch(BatchedTransform):
+    """Hear-The-Flow's paired frame/flow resize, crop and flip (signed flow)."""
+
+    needs_shape = True
+
+    def __init__(self, per_sample: Any) -> None:
+        self.per_sample = per_sample
+        pair: FrameFlowCrop = per_sample.pair
+        self.size, self.train, self.p_flip = pair.size, pair.train, pair.p_flip
+
+    def _hw(self, hw: tuple[int, int]) -> tuple[int, int]:
+        if not self.train:
+            return self.size, self.size
+        return _short_side_size(int(hw[0]), int(hw[1]), int(self.size * 1.1))
+
+    def prepare(self, sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        flow = sample["flow"]
+        if flow.ndim != 3 or flow.shape[0] != 2:
+            raise ValueError(f"expected a (2, H, W) flow, got {flow.shape}")
+        i = j = 0
+        flip = False
+        if self.train:  # FrameFlowCrop's draws: i, j, then the flip
+            nh, nw = self._hw(sample["frame_hw"])
+            i = int(torch.randint(0, nh - self.size + 1, (1,)))
+            j = int(torch.randint(0, nw - self.size + 1, (1,)))
+            flip = float(torch.rand(1)) < self.p_flip
+        out = {"clip_id": str(sample["clip_id"]), "spectrogram": self.per_sample.spec(sample)}
+        params = {"crop": torch.tensor([i, j], dtype=torch.int64), "flip": torch.tensor(flip)}
+        return out, params
+
+    def finish(self, batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+        p = pop_params(batch)
+        x = batch_frames(batch, device)
+        batch.pop("frame", None), batch.pop(JPEG, None)
+        flow = batch.pop("flow").to(device, non_blocking=True).float()
+        nh, nw = self._hw(tuple(x.shape[-2:]))
+        x = resize(x, (nh, nw), "bicubic")
+        fh, fw = flow.shape[-2:]
+        flow = F.interpolate(flow, size=(nh, nw), mode="bicubic", align_corners=False)
+        flow = flow * torch.tensor([nw / fw, nh / fh], device=flow.device).view(1, 2, 1, 1)
+        if self.train:
+            top, left, flip = p["crop"][:, 0], p["crop"][:, 1], p["flip"]
+            frame = crop_flip(x, top, left, self.size, flip)
+            flow = crop_flip(flow, top, left, self.size, flip)
+            m = flip.to(flow.device)
+            flow[:, 0][m] = -flow[:, 0][m]  # x motion points the other way in a mirror
+        else:
+            frame = x
+        return {
+            "clip_id": batch.pop("clip_id"),
+            "frame": normalize(frame),
+            "flow": flow.contiguous(),
+            **batch,
+        }
+
+
+def batched(per_sample: Any) -> BatchedTransform | None:
+    """The batched form of a method's per-sample *training* transform, or None."""
+    from avmodels.methods.htf import HtfSample
+    from avmodels.methods.ssl_tie import SslTieSample
+    from avmodels.methods.sspl import SsplTransform
+
+    if isinstance(per_sample, SsplTransform) and per_sample.train:
+        steps = per_sample.image.transforms
+        if (
+            len(steps) >= 3
+            and isinstance(steps[0], T.Resize)
+            and steps[0].interpolation == T.InterpolationMode.BICUBIC
+            and isinstance(steps[1], T.RandomCrop)
+            and isinstance(steps[2], T.RandomHorizontalFlip)
+            and steps[1].padding is None
+        ):
+            return SsplBatch(per_sample)
+        return None
+    if isinstance(per_sample, SslTieSample) and isinstance(per_sample.frame, MocoV2):
+        steps = per_sample.frame.pipeline.transforms
+        ok = (
+            len(steps) in (4, 5)
+            and isinstance(steps[0], T.RandomResizedCrop)
+            and isinstance(steps[1], T.RandomApply)
+            and isinstance(steps[1].transforms[0], T.ColorJitter)
+            and isinstance(steps[2], T.RandomGrayscale)
+            and isinstance(steps[3], T.RandomApply)
+            and isinstance(steps[3].transforms[0], _GaussianBlur)
+            and (len(steps) == 4 or isinstance(steps[4], T.RandomHorizontalFlip))
+            and steps[0].interpolation
+            in (T.InterpolationMode.BILINEAR, T.InterpolationMode.BICUBIC)
+        )
+        return SslTieBatch(per_sample) if ok else None
+    if isinstance(per_sample, HtfSample) and not per_sample.pair.legacy and per_sample.pair.train:
+        return HtfBatch(per_sample)
+    return None
