@@ -27,11 +27,11 @@ measures it; docs/training.md gives the figures):
   the float kernel (same weights, rounded once) differs from PIL by at most 2
   levels, mean ~0.1.
 - SSL-TIE's colour jitter: brightness, contrast and saturation restate PIL's
-  ``ImageEnhance`` blends (integer luma, truncation to uint8) but PIL rounds
-  between the four steps in its own way; hue goes through a float HSV, not
-  PIL's 8-bit HSV. The Gaussian blur uses the kernel of PIL's extended-box
-  approximation (3 passes of a box with fractional ends, radius from PIL's
-  formula) in one float pass, where PIL rounds after each box pass.
+  ``ImageEnhance`` blends (integer luma, truncation to uint8: within 1 level
+  of PIL per step); hue goes through a float HSV, not PIL's 8-bit HSV. The
+  Gaussian blur runs PIL's extended-box approximation (3 edge-clamped passes
+  of a box with fractional ends, radius by PIL's formula, rows then columns)
+  in float, where PIL rounds after each pass.
 - HTF's flow: torch's bicubic (a = -0.75, no antialias, edge-clamped) is
   cv2's INTER_CUBIC; differences are float rounding.
 
@@ -115,8 +115,8 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     """uint8 (or 0-255 float) (B, 3, H, W) -> ImageNet-normalised float32, contiguous."""
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    scale = 1.0 / (255.0 * std)
-    return (x.float() * scale - mean / std).contiguous()
+    # ToTensor's division then Normalize's sub/div, in that order: bit-identical to them
+    return x.float().div_(255).sub_(mean).div_(std).contiguous()
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
@@ -202,40 +202,48 @@ def pil_box_radius(radius: float, passes: int = 3) -> float:
     return lo + a
 
 
-def pil_blur_kernel(radius: float, passes: int = 3) -> torch.Tensor:
-    """The 1-D kernel of PIL's GaussianBlur(radius): ``passes`` extended boxes convolved."""
+def pil_box_kernel(radius: float, passes: int = 3) -> torch.Tensor:
+    """One box of PIL's GaussianBlur(radius): width 2n+3, ends weighted by the fraction."""
     r = pil_box_radius(radius, passes)
     n = int(r)
-    frac = r - n
     box = torch.ones(2 * n + 3, dtype=torch.float64)
-    box[0] = box[-1] = frac
-    box /= box.sum()
+    box[0] = box[-1] = r - n
+    return (box / box.sum()).float()
+
+
+def pil_blur_kernel(radius: float, passes: int = 3) -> torch.Tensor:
+    """The whole 1-D kernel: ``passes`` boxes convolved (away from the edges)."""
+    box = pil_box_kernel(radius, passes).numpy()
     k = box
     for _ in range(passes - 1):
-        k = torch.from_numpy(np.convolve(k.numpy(), box.numpy()))
-    return k.float()
+        k = np.convolve(k, box)
+    return torch.from_numpy(k).float()
 
 
-def blur(x: torch.Tensor, apply: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
-    """PIL-kernel Gaussian blur of the samples where ``apply`` (separable, edge-clamped)."""
+def blur(
+    x: torch.Tensor, apply: torch.Tensor, radius: torch.Tensor, passes: int = 3
+) -> torch.Tensor:
+    """PIL's GaussianBlur of the samples where ``apply``: ``passes`` edge-clamped box passes
+    along the rows, then along the columns, as PIL runs them (in float, rounded once)."""
     idx = torch.nonzero(apply).flatten().tolist()
     if not idx:
         return x
-    kernels = [pil_blur_kernel(float(radius[b])) for b in idx]
-    width = max(len(k) for k in kernels)
+    boxes = [pil_box_kernel(float(radius[b]), passes) for b in idx]
+    width = max(len(k) for k in boxes)
     weight = torch.zeros((len(idx), width), dtype=torch.float32)
-    for n, k in enumerate(kernels):
+    for n, k in enumerate(boxes):
         off = (width - len(k)) // 2
         weight[n, off : off + len(k)] = k
-    weight = weight.to(x.device).repeat_interleave(3, dim=0)  # (n * 3, width)
+    weight = weight.to(x.device).repeat_interleave(x.shape[1], dim=0)  # (n * c, width)
     sel = x[torch.tensor(idx, device=x.device)]
     n, c, h, w = sel.shape
     pad = width // 2
     y = sel.reshape(1, n * c, h, w)
-    y = F.conv2d(F.pad(y, (pad, pad, 0, 0), mode="replicate"), weight.view(n * c, 1, 1, width),
-                 groups=n * c)  # fmt: skip
-    y = F.conv2d(F.pad(y, (0, 0, pad, pad), mode="replicate"), weight.view(n * c, 1, width, 1),
-                 groups=n * c)  # fmt: skip
+    wh, wv = weight.view(n * c, 1, 1, width), weight.view(n * c, 1, width, 1)
+    for _ in range(passes):
+        y = F.conv2d(F.pad(y, (pad, pad, 0, 0), mode="replicate"), wh, groups=n * c)
+    for _ in range(passes):
+        y = F.conv2d(F.pad(y, (0, 0, pad, pad), mode="replicate"), wv, groups=n * c)
     x = x.clone()
     x[torch.tensor(idx, device=x.device)] = y.view(n, c, h, w).round_().clamp_(0, 255)
     return x
