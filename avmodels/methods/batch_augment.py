@@ -26,9 +26,11 @@ measures it; docs/training.md gives the figures):
   match PIL's bicubic/bilinear to at most 2 levels, mean < 0.01 level; on CUDA
   the float kernel (same weights, rounded once) differs from PIL by at most 2
   levels, mean ~0.1.
-- SSL-TIE's colour jitter: brightness, contrast and saturation restate PIL's
+- SSL-TIE's colour steps: on the CPU PIL's own, per image, with the drawn
+  parameters (the same pixels as the per-sample path once cropped). On a GPU
+  batched tensor ops: brightness, contrast and saturation restate PIL's
   ``ImageEnhance`` blends (integer luma, truncation to uint8: within 1 level
-  of PIL per step); hue goes through a float HSV, not PIL's 8-bit HSV. The
+  of PIL per step); hue is PIL's own on the CPU, a float HSV on the GPU. The
   Gaussian blur runs PIL's extended-box approximation (3 edge-clamped passes
   of a box with fractional ends, radius by PIL's formula, rows then columns)
   in float, where PIL rounds after each pass.
@@ -42,6 +44,7 @@ returns ``None``.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import warnings
@@ -102,7 +105,11 @@ def crop_flip(
     x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int, flip: torch.Tensor
 ) -> torch.Tensor:
     """Per-sample ``size`` x ``size`` crops at (top, left), mirrored where ``flip``."""
-    out = torch.empty((x.shape[0], x.shape[1], size, size), dtype=x.dtype, device=x.device)
+    # keep the input's memory layout: a channels-last crop copies whole pixel rows
+    cl = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if cl and not x.is_contiguous() else torch.contiguous_format
+    out = torch.empty((x.shape[0], x.shape[1], size, size), dtype=x.dtype, device=x.device,
+                      memory_format=fmt)  # fmt: skip
     for b, (i, j) in enumerate(zip(top.tolist(), left.tolist(), strict=True)):
         out[b] = x[b, :, i : i + size, j : j + size]
     if bool(flip.any()):
@@ -111,12 +118,29 @@ def crop_flip(
     return out
 
 
+def crop_flip_normalize(
+    x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int, flip: torch.Tensor
+) -> torch.Tensor:
+    """``normalize(crop_flip(...))`` in fewer passes: each crop is converted to float as it
+    is copied into the contiguous batch (the same values, bit for bit)."""
+    out = torch.empty((x.shape[0], x.shape[1], size, size), dtype=torch.float32, device=x.device)
+    for b, (i, j, f) in enumerate(zip(top.tolist(), left.tolist(), flip.tolist(), strict=True)):
+        block = x[b, :, i : i + size, j : j + size]
+        out[b].copy_(block.flip(-1) if f else block)
+    return _normalize_float(out)
+
+
+def _normalize_float(y: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN, device=y.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=y.device).view(1, 3, 1, 1)
+    # ToTensor's division then Normalize's sub/div, in that order: bit-identical to them
+    return y.div_(255).sub_(mean).div_(std)
+
+
 def normalize(x: torch.Tensor) -> torch.Tensor:
     """uint8 (or 0-255 float) (B, 3, H, W) -> ImageNet-normalised float32, contiguous."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    # ToTensor's division then Normalize's sub/div, in that order: bit-identical to them
-    return x.float().div_(255).sub_(mean).div_(std).contiguous()
+    # the copy also turns a channels-last input into the contiguous layout
+    return _normalize_float(torch.empty(x.shape, dtype=torch.float32, device=x.device).copy_(x))
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
@@ -147,7 +171,20 @@ def adjust_saturation(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
 
 
 def adjust_hue(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """Rotate the hue by ``f`` turns (float HSV; PIL uses an 8-bit HSV)."""
+    """Rotate the hue by ``f`` turns: on the CPU PIL's own 8-bit HSV per image (exact, and
+    faster than float HSV there); elsewhere in float HSV (within a few levels of PIL)."""
+    if x.device.type == "cpu":
+        from PIL import Image
+        from torchvision.transforms import functional as TF
+
+        u8 = x.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        out = [np.asarray(TF.adjust_hue(Image.fromarray(im), float(h))) for im, h in zip(u8, f)]
+        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float()
+    return adjust_hue_float(x, f)
+
+
+def adjust_hue_float(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue by ``f`` turns in float HSV (PIL uses an 8-bit HSV)."""
     rgb = x / 255.0
     r, g, b = rgb.unbind(1)
     maxc, _ = rgb.max(dim=1)
@@ -348,7 +385,7 @@ class SsplBatch(BatchedTransform):
         views = {}
         for v, name in enumerate(self.views):
             c = params["crop"][:, v]
-            views[name] = normalize(crop_flip(x, c[:, 0], c[:, 1], self.size, params["flip"][:, v]))
+            views[name] = crop_flip_normalize(x, c[:, 0], c[:, 1], self.size, params["flip"][:, v])
         return {"clip_id": batch.pop("clip_id"), **views, **batch}
 
 
@@ -368,6 +405,8 @@ class SslTieBatch(BatchedTransform):
         self.sigma = steps[3].transforms[0].sigma
         self.flip_p = float(steps[4].p) if len(steps) > 4 else 0.0
         self.size = tuple(self.rrc.size)
+        # colour steps with PIL per image (None: on the CPU) or as batched tensor ops
+        self.pil_colour: bool | None = None
         mode = self.rrc.interpolation
         self.mode = {T.InterpolationMode.BILINEAR: "bilinear",
                      T.InterpolationMode.BICUBIC: "bicubic"}[mode]  # fmt: skip
@@ -378,8 +417,8 @@ class SslTieBatch(BatchedTransform):
         if ps.spec_aug is not None:  # drawn first, as SslTieSample does
             spec = ps.spec_aug(spec)
         h, w = sample["frame_hw"]
-        dims = torch.empty(()).expand(3, int(h), int(w))  # get_params reads only the size
-        box = T.RandomResizedCrop.get_params(dims, self.rrc.scale, self.rrc.ratio)
+        box = T.RandomResizedCrop.get_params(_size_only(int(h), int(w)), self.rrc.scale,
+                                             self.rrc.ratio)  # fmt: skip
         jit = not bool(self.jitter_p < torch.rand(1))  # RandomApply's test
         order, factors = torch.arange(4), torch.tensor([1.0, 1.0, 1.0, 0.0])
         if jit:
@@ -413,10 +452,18 @@ class SslTieBatch(BatchedTransform):
         x = batch_frames(batch, device)
         batch.pop("frame", None), batch.pop(JPEG, None)
         n = x.shape[0]
-        out = torch.empty((n, 3, *self.size), dtype=torch.uint8, device=x.device)
+        out = torch.empty((n, *self.size, 3), dtype=torch.uint8, device=x.device)
         for b, (i, j, h, w) in enumerate(p["box"].tolist()):
-            out[b] = resize(x[b : b + 1, :, i : i + h, j : j + w], self.size, self.mode)[0]
-        y = out.float()
+            crop = resize(x[b : b + 1, :, i : i + h, j : j + w], self.size, self.mode)
+            out[b] = crop[0].permute(1, 2, 0)
+        y = out.permute(0, 3, 1, 2)
+        pil = self.pil_colour if self.pil_colour is not None else y.device.type == "cpu"
+        if pil:
+            zeros = torch.zeros(n, dtype=torch.int64)
+            frame = crop_flip_normalize(self._pil_colour(out, p), zeros, zeros, self.size[0],
+                                        p["flip"])  # fmt: skip
+            return {"clip_id": batch.pop("clip_id"), "frame": frame, **batch}
+        y = y.float()
         y = color_jitter(y, p["jitter"], p["order"], p["factors"])
         g = p["gray"].to(y.device)
         if bool(g.any()):
@@ -427,6 +474,37 @@ class SslTieBatch(BatchedTransform):
             y[f] = y[f].flip(-1)
         frame = normalize(y)
         return {"clip_id": batch.pop("clip_id"), "frame": frame, **batch}
+
+    def _pil_colour(self, out: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Jitter, grayscale and blur with PIL per image, with the drawn parameters: the
+        per-sample transform's very operations (on the CPU they beat float tensor ops)."""
+        from PIL import Image, ImageFilter
+        from torchvision.transforms import functional as TF
+
+        ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+        arr = out.numpy()
+        for b in range(len(arr)):
+            jit, gray, blr = bool(p["jitter"][b]), bool(p["gray"][b]), bool(p["blur"][b])
+            if not (jit or gray or blr):
+                continue
+            img = Image.fromarray(arr[b])
+            if jit:
+                for op in p["order"][b].tolist():
+                    img = ops[op](img, float(p["factors"][b, op]))
+            if gray:
+                img = TF.rgb_to_grayscale(img, num_output_channels=3)
+            if blr:
+                img = img.filter(ImageFilter.GaussianBlur(radius=float(p["radius"][b])))
+            arr[b] = np.asarray(img)
+        return out.permute(0, 3, 1, 2)
+
+
+@functools.lru_cache(maxsize=16)
+def _size_only(h: int, w: int) -> Any:
+    """A 1-bit PIL image of (h, w): what ``get_params`` needs (it reads only the size)."""
+    from PIL import Image
+
+    return Image.new("1", (w, h))
 
 
 class HtfBatch(BatchedTransform):
@@ -471,15 +549,15 @@ class HtfBatch(BatchedTransform):
         flow = flow * torch.tensor([nw / fw, nh / fh], device=flow.device).view(1, 2, 1, 1)
         if self.train:
             top, left, flip = p["crop"][:, 0], p["crop"][:, 1], p["flip"]
-            frame = crop_flip(x, top, left, self.size, flip)
+            frame = crop_flip_normalize(x, top, left, self.size, flip)
             flow = crop_flip(flow, top, left, self.size, flip)
             m = flip.to(flow.device)
             flow[:, 0][m] = -flow[:, 0][m]  # x motion points the other way in a mirror
         else:
-            frame = x
+            frame = normalize(x)
         return {
             "clip_id": batch.pop("clip_id"),
-            "frame": normalize(frame),
+            "frame": frame,
             "flow": flow.contiguous(),
             **batch,
         }
