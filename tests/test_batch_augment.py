@@ -174,7 +174,7 @@ def test_ssl_tie_pixels_close_to_pil(tmp_path):
     dev.batched.pil_colour = False
     e = dict(dev.__getitems__(keys))
     d = _levels(b["frame"], e["frame"])
-    assert 0 < float(d.mean()) < 2.0, float(d.mean())  # measured ~0.9 levels
+    assert 0 < float(d.mean()) < 2.0, float(d.mean())  # SynthAV frames: 0.07
     # without jitter and blur only crop, resize, grayscale and flip remain: near exact
     tf = SslTieSample(_ssl_tie_cfg(), True)
     steps = tf.frame.pipeline.transforms
