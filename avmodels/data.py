@@ -467,18 +467,25 @@ class MethodDataset(Dataset):
         else:
             sizes = [tuple(f.shape[:2]) for f in frames]
         outs, params = [], []
-        for j, (row, epoch) in enumerate(pairs):
-            sample = {
-                k: (v[j].numpy() if isinstance(v, torch.Tensor) else v[j]) for k, v in raw.items()
-            }
-            sample["index"] = row
-            sample["frame_hw"] = sizes[j]
-            for table in self.features:
-                sample[table.name] = table.get(row)
-            with seeded_rngs(sample_seed(self.seed, epoch, row)):
+        # the batched transforms draw from torch's RNG only (the per-sample equality tests
+        # would fail otherwise): seed it per sample, restore it once for the whole batch
+        state = torch.get_rng_state()
+        try:
+            for j, (row, epoch) in enumerate(pairs):
+                sample = {
+                    k: (v[j].numpy() if isinstance(v, torch.Tensor) else v[j])
+                    for k, v in raw.items()
+                }
+                sample["index"] = row
+                sample["frame_hw"] = sizes[j]
+                for table in self.features:
+                    sample[table.name] = table.get(row)
+                torch.random.default_generator.manual_seed(sample_seed(self.seed, epoch, row))
                 o, p = self.batched.prepare(sample)
-            outs.append(o)
-            params.append(p)
+                outs.append(o)
+                params.append(p)
+        finally:
+            torch.set_rng_state(state)
         from avmodels.methods.batch_augment import JPEG, with_params
 
         batch = with_params(default_collate(outs), default_collate(params))

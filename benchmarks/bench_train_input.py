@@ -39,6 +39,7 @@ the test that keeps the script working). Writes
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import platform
@@ -308,6 +309,8 @@ def main(argv: list[str] | None = None) -> None:
         for loader in contenders.values():
             if hasattr(loader, "close"):
                 loader.close()
+        contenders.clear()  # torch's persistent workers stop with their loader
+        gc.collect()
         lines += [f"## {method}", "",
                   "| path | samples/s | CPU ms/sample | x original (samples/s) |",
                   "|---|---|---|---|"]  # fmt: skip
