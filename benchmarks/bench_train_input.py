@@ -309,20 +309,25 @@ def main(argv: list[str] | None = None) -> None:
         for loader in contenders.values():
             if hasattr(loader, "close"):
                 loader.close()
+        names = list(contenders)
         contenders.clear()  # torch's persistent workers stop with their loader
         gc.collect()
         lines += [f"## {method}", "",
-                  "| path | samples/s | CPU ms/sample | x original (samples/s) |",
-                  "|---|---|---|---|"]  # fmt: skip
-        for name in contenders:
-            ratio = "-"
+                  "| path | samples/s | each round | CPU ms/sample | x original (samples/s) "
+                  "| x original (CPU/sample) |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for name in names:
+            ratio = cratio = "-"
             if skipped is None and name != "original":
                 per = [x / y for x, y in zip(rates[name], rates["original"], strict=True)]
                 ratio = f"{statistics.median(per):.2f}"
-            lines.append(f"| {name} | {statistics.median(rates[name]):.0f} | "
-                         f"{statistics.median(cpus[name]):.2f} | {ratio} |")  # fmt: skip
+                per = [y / x for x, y in zip(cpus[name], cpus["original"], strict=True)]
+                cratio = f"{statistics.median(per):.2f}"
+            each = "/".join(f"{r:.0f}" for r in rates[name])
+            lines.append(f"| {name} | {statistics.median(rates[name]):.0f} | {each} | "
+                         f"{statistics.median(cpus[name]):.2f} | {ratio} | {cratio} |")  # fmt: skip
         if skipped is not None:
-            lines.append(f"| original | skipped: {skipped} | | |")
+            lines.append(f"| original | skipped: {skipped} | | | | |")
         lines.append("")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text("\n".join(lines) + "\n")

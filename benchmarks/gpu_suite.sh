@@ -6,8 +6,8 @@
 #
 # Sized to finish in about 8 minutes on one H100-class GPU with 16 CPU cores: 512 SynthAV
 # clips (made, extracted with each method's profile and packed first), 224 px, the papers'
-# batch sizes, 8 loader workers. Other options go to benchmarks/bench_gpu.py (--help).
+# batch sizes, 8 loader workers. Other options go to benchmarks/gpu_suite.py (--help).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 python="${PYTHON:-python}"
-exec "$python" "$here/bench_gpu.py" "$@"
+exec "$python" "$here/gpu_suite.py" "$@"
