@@ -54,14 +54,14 @@ def paper_batch(method: str) -> int:
 def step_only(method: str, size: int, batch: int, device: torch.device, steps: int,
               warmup: int) -> dict[str, dict[str, float]]:  # fmt: skip
     out = {}
+    m = build(method, size, device)
+    m.train()
+    opt = m.build_optimizer()
+    data = batches(m, batch, device)
     for name, amp, cl in (("fp32", "none", False), ("bf16", "bf16", False),
                           ("bf16+cl", "bf16", True)):  # fmt: skip
-        m = build(method, size, device)
-        m.train()
-        if cl:
+        if cl:  # the last variant: the same model, weights in channels_last
             m = m.to(memory_format=torch.channels_last)
-        opt = m.build_optimizer()
-        data = batches(m, batch, device)
         b = m.batch_to_device(data["cached" if "cached" in data else "live"], device, cl)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -70,9 +70,9 @@ def step_only(method: str, size: int, batch: int, device: torch.device, steps: i
         ts = [step_time(m, opt, b, "ours", amp, device) for _ in range(steps)]
         peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
         out[name] = {"samples_per_s": batch / statistics.median(ts), "peak_gib": peak}
-        del m, opt, data, b
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    del m, opt, data
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     return out
 
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     device = torch.device(a.device)
     if a.tiny:
-        a.image_size, a.clips, a.steps, a.e2e_steps, a.workers = 64, 8, 1, 4, 1
+        a.image_size, a.clips, a.steps, a.e2e_steps, a.workers = 96, 8, 1, 4, 1  # PCM: 16*(4k+2)
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     work = a.workdir or Path(tempfile.mkdtemp(prefix="gpu-suite-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -183,9 +183,9 @@ def main(argv: list[str] | None = None) -> None:
         ref = so["bf16+cl" if device.type == "cuda" else "bf16"]["samples_per_s"]
         best = max(e2e[i]["samples_per_s"] for i in e2e)
         lines.append(
-            f"| {method} | {batch} | {so['fp32']['samples_per_s']:.0f} | "
-            f"{so['bf16']['samples_per_s']:.0f} | {so['bf16+cl']['samples_per_s']:.0f} | "
-            f"{e2e['cpu']['samples_per_s']:.0f} | {e2e['gpu']['samples_per_s']:.0f} | "
+            f"| {method} | {batch} | {so['fp32']['samples_per_s']:.4g} | "
+            f"{so['bf16']['samples_per_s']:.4g} | {so['bf16+cl']['samples_per_s']:.4g} | "
+            f"{e2e['cpu']['samples_per_s']:.4g} | {e2e['gpu']['samples_per_s']:.4g} | "
             f"{best / ref:.0%} | {e2e['cpu']['gpu_util']:.0f}/{e2e['gpu']['gpu_util']:.0f} | "
             f"{so['bf16+cl']['peak_gib']:.1f}/{max(e2e[i]['peak_gib'] for i in e2e):.1f} |"
         )
