@@ -39,7 +39,14 @@ import click
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also save the raw map(s) as .npy.",
 )
-def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map) -> None:  # fmt: skip
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change the model file's config, e.g. htf.legacy_flow=false (keys checked as in train).",
+)
+def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map, sets) -> None:  # fmt: skip
     """Run a trained model on VIDEO and draw its localisation map over the frame.
 
     \b
@@ -57,7 +64,7 @@ def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map) -> 
     if suffix == ".png":
         if start is not None or end is not None:
             raise ConfigError("--from/--to make a video: use --out FILE.mp4")
-        res = localize_video(ckpt, video, [at], device=device)
+        res = localize_video(ckpt, video, [at], device=device, sets=sets)
         write_png(out, overlay(res[0].frame, res[0].map, alpha))
         if save_map:
             np.save(save_map, res[0].map)
@@ -69,7 +76,7 @@ def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map) -> 
     if start is None or end is None or end <= start or fps <= 0:
         raise ConfigError("an .mp4 needs --from < --to and --fps > 0")
     times = list(np.arange(start, end, 1.0 / fps))
-    res = localize_video(ckpt, video, times, device=device)
+    res = localize_video(ckpt, video, times, device=device, sets=sets)
     write_mp4(out, [overlay(r.frame, r.map, alpha) for r in res], fps, video, start)
     if save_map:
         np.save(save_map, np.stack([r.map for r in res]))

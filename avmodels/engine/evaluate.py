@@ -148,18 +148,25 @@ def evaluate_model(
     amp: str = "none",
     allow_missing: bool = False,
     progress: bool = True,
+    sets: Sequence[str] = (),
+    ids_from: str | os.PathLike | None = None,
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """Maps of the model in ``model_file`` over the ``data`` stores, scored.
 
     ``ids`` restricts the clips scored (a paper's subset); every listed clip
-    must be in the data and the annotations.
+    must be in the data and the annotations. ``sets``: ``--set key=value``
+    changes to the model file's config (checked as ``train`` checks them).
+    ``ids_from``: the row ids of an SSPL-layout store kept in a separate file
+    (one a line, row order).
     """
     from avmodels.engine.checkpoint import build_model
+    from avmodels.engine.input_check import warn_if_extracted_otherwise
 
     dev = pick_device(device)
     amp = amp_mod.check_amp(amp, dev)
-    method, info = build_model(model_file, dev)
-    sources = open_sources(data, method.required_inputs())
+    method, info = build_model(model_file, dev, sets)
+    sources = open_sources(data, method.required_inputs(), ids_csv=ids_from)
+    warn_if_extracted_otherwise(sources, info, str(model_file))
     anns = load_annotations(annotations, benchmark)
     rows = None
     if ids is not None:
@@ -189,6 +196,7 @@ def evaluate_model(
             "benchmark": benchmark,
             "annotations": str(annotations),
             "n_maps": len(maps),
+            "set": list(sets),
             "map_shape": list(next(iter(maps.values())).shape) if maps else None,
         }
         write_report(report_dir, result, maps, meta)
