@@ -75,7 +75,9 @@ def build_content(work: Path, n: int, methods: list[str]) -> dict[str, dict[str,
             raise SystemExit(f"avprep {args[0]} failed:\n{res.stderr[-2000:]}")
 
     if not (work / "synthav" / "videos").is_dir():
-        run("synth", "--out", str(work / "synthav"), "--clips", str(n), "--jobs", jobs)
+        # 6 s clips: the ssltie profile takes SSL-TIE's frame 125 (4.96 s at 25 fps)
+        run("synth", "--out", str(work / "synthav"), "--clips", str(n), "--jobs", jobs,
+            "--seconds", "6")  # fmt: skip
     out: dict[str, dict[str, Path]] = {}
     for m in methods:
         prof = PROFILES[m]
