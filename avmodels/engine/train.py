@@ -71,7 +71,7 @@ from avmodels.engine.distributed import (
     wrap_model,
 )
 from avmodels.engine.evaluate import load_annotations, predict_maps, score_maps
-from avmodels.engine.runlog import RunLog
+from avmodels.engine.runlog import EpochTalk, RunLog
 from avprep.atomic import write_json
 from avprep.errors import AvprepError, ConfigError, InputError
 
@@ -406,7 +406,6 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         state = json.dumps(progress, sort_keys=True, default=str)
         if state == saved[0]:
             return  # nothing changed since the last save
-        saved[0] = state
         if env.is_main:
             save_checkpoint(
                 ckpt_path,
@@ -417,6 +416,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
                 scaler=scaler,
                 progress=progress,
             )
+        saved[0] = state  # only once written: a Ctrl-C mid-save saves again
 
     epochs = int(tc["epochs"])
     max_steps = tc["max_steps"]
@@ -428,11 +428,13 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
     stop = progress["stopped_early"] or (max_steps is not None and progress["step"] >= max_steps)
     window: dict[str, float] = {}
     window_n, window_t, window_samples = 0, time.perf_counter(), 0
+    talk = EpochTalk(epochs, env, env.is_main)
     try:
         while progress["epoch"] < epochs and not stop:
             epoch = int(progress["epoch"])
             sampler.set_epoch(epoch, skip_batches=int(progress["batch"]))
             method.on_epoch_start(epoch)
+            talk.start()
             model.train()
             bar = tqdm(
                 loader,
@@ -474,7 +476,9 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
                     window[k] = window.get(k, 0.0) + float(v.detach().float())
                 window_n += 1
                 window_samples += n_local * env.world_size
-                if progress["step"] % log_every == 0:
+                talk.step(float(loss.detach().float()))
+                last_of_epoch = progress["batch"] == steps_per_epoch
+                if progress["step"] % log_every == 0 or last_of_epoch:
                     dt = max(time.perf_counter() - window_t, 1e-9)
                     row = {
                         "step": progress["step"],
@@ -498,6 +502,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
                 break  # stopped by max_steps inside the epoch: resume continues it
             progress["epoch"] = epoch + 1
             progress["batch"] = 0
+            row, improved = None, False
             if data.val is not None and eval_every > 0 and (epoch + 1) % eval_every == 0:
                 row = _validate(
                     method, data, env, cfg, eval_bs, amp, channels_last, req.progress, progress
@@ -520,6 +525,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
                 if progress["stopped_early"]:
                     log.info("early stop: %s validations without improvement", patience)
                     stop = True
+            talk.end(epoch + 1, progress, row, improved, select)
             checkpoint()
     except KeyboardInterrupt:
         checkpoint()  # finished steps are kept; --resume continues from here
@@ -543,6 +549,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
             "best_epoch": progress["best_epoch"],
             "stopped_early": progress["stopped_early"],
             "last_val": progress["last_val"],
+            "train_loss": progress.get("train_loss"),
             "validation": data.source,
             "world_size": env.world_size,
             "replica_sha256": replicas,
