@@ -39,6 +39,12 @@ ENGINE_DEFAULTS: dict[str, Any] = {
         # torch: torch's DataLoader | ring: avprep's RingLoader (batches in reused shared
         # memory: faster when loading is the bottleneck; every sample field fixed-shape)
         "loader": "torch",
+        # batch: frame augmentation applied to whole batches (the same random parameters
+        # as the per-sample transform; resize kernels within 2 levels of PIL) | sample: PIL
+        "augment": "batch",
+        # where frames are decoded and augmented: cpu (loader workers) | gpu (the training
+        # device, overlapped with the step) | auto (gpu on CUDA when possible)
+        "input": "auto",
         "log_every": 10,  # steps between CSV/TensorBoard rows
         "checkpoint_every": 0,  # also checkpoint every N steps (0: at epoch ends only)
         "sync_bn": True,  # synchronise BatchNorm statistics across processes

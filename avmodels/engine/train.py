@@ -178,6 +178,7 @@ class _Data:
     val: MethodDataset | None
     annotations: dict[str, Any] | None
     source: str
+    input: str = "cpu"  # train.input resolved: where the training frames are finished
 
 
 def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv) -> _Data:
@@ -226,8 +227,17 @@ def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv) -> _Data:
 
     train_tables = tables(sources)
     val_tables = train_tables if val_sources is sources else tables(val_sources)
+    augment = str(cfg["train"].get("augment", "batch"))
+    train_tf = method.sample_transform(train=True)
+    from avmodels.engine.loaders import input_mode
+    from avmodels.methods.batch_augment import batched
+
+    has_batched = augment == "batch" and batched(train_tf) is not None
+    mode = input_mode(
+        cfg["train"].get("input"), env.device, augment, has_batched, sources.can_defer_frames()
+    )
     train_ds = MethodDataset(
-        sources, method.sample_transform(train=True), train_rows, seed, train_tables
+        sources, train_tf, train_rows, seed, train_tables, augment, defer_frames=mode == "gpu"
     )
     val_ds = (
         MethodDataset(val_sources, method.sample_transform(train=False), val_rows, seed, val_tables)
@@ -246,7 +256,7 @@ def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv) -> _Data:
             anns = None
         elif len(anns) < len(val_ds):
             log.warning("%d of %d validation clips are annotated", len(anns), len(val_ds))
-    return _Data(train_ds, val_ds, anns, what)
+    return _Data(train_ds, val_ds, anns, what, mode)
 
 
 # -- the loop --------------------------------------------------------------------
@@ -337,6 +347,12 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         pin_memory=env.device.type == "cuda",
         kind=str(tc["loader"]),
     )
+    if data.input == "gpu":  # workers hand over JPEG bytes: decode and augment on the device
+        from avmodels.engine.loaders import DeviceInput
+
+        loader = DeviceInput(loader, data.train.finish, env.device)
+    if env.is_main:
+        log.info("training input: %s (augment=%s)", data.input, tc.get("augment", "batch"))
     model = wrap_model(method, env, cfg)
     optimizer = method.build_optimizer()
     scheduler = method.build_scheduler(optimizer, steps_per_epoch)
