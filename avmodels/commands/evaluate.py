@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from avmodels.metrics.sensitivity import PROBES
+
 
 def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
     from avprep.errors import ConfigError, InputError
@@ -61,6 +63,27 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
 @click.option("--allow-missing", is_flag=True, help="Score annotated clips that have maps only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option(
+    "--video-ids",
+    type=click.Path(exists=True, dir_okay=False),
+    help="audioset-instrument: val_audio.pkl (the order normav.json counts videos in).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["class", "agnostic"]),
+    default="class",
+    help="audioset-instrument: a map per instrument (the paper) or one per frame.",
+)
+@click.option(
+    "--audio-probe",
+    "probes",
+    multiple=True,
+    type=click.Choice(PROBES),
+    help="Also rerun the model with this audio in place of each clip's own (repeatable) and "
+    "report how much the maps change (map IoU, max drop, pIA) and the AP of true vs probe "
+    "audio from the model's confidence.",
+)
+@click.option("--probe-seed", type=int, default=0, help="Seed of the noise and swap probes.")
+@click.option(
     "--set",
     "sets",
     multiple=True,
@@ -68,7 +91,8 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
     help="Change the model file's config, e.g. htf.legacy_flow=false (keys checked as in train).",
 )
 def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, device,
-             batch_size, workers, amp, allow_missing, as_json, sets) -> None:  # fmt: skip
+             batch_size, workers, amp, allow_missing, as_json, video_ids, mode, probes,
+             probe_seed, sets) -> None:  # fmt: skip
     """Evaluate a trained model on test shards: cIoU, AUC, mean IoU, pointing.
 
     \b
@@ -78,6 +102,23 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, devic
     """
     from avmodels.engine.evaluate import evaluate_model
 
+    if sets and (benchmark == "audioset-instrument" or probes):
+        from avprep.errors import ConfigError
+
+        raise ConfigError("--set applies to the standard evaluation only, not with "
+                          "--benchmark audioset-instrument or --audio-probe")  # fmt: skip
+    if benchmark == "audioset-instrument":  # Multi-Source's class-aware metric
+        from avmodels.commands.instrument_eval import evaluate_instrument_model
+
+        res = evaluate_instrument_model(
+            str(model_file_of(run, ckpt)), list(data), annotations, video_ids, mode=mode,
+            device=device, batch_size=batch_size, allow_missing=allow_missing,
+            report_dir=str(report) if report else None, progress=not as_json,
+        )  # fmt: skip
+        click.echo(json.dumps(res.to_dict()) if as_json else (
+            f"audioset-instrument ({mode}): {res.n} frames  ciou {res.ciou:.4f}  "
+            f"auc {res.auc:.4f}  mean_iou {res.mean_iou:.4f}"))  # fmt: skip
+        return
     ids_list = None
     if ids:
         from avprep.annotations.idlist import read_ids
@@ -89,12 +130,28 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, devic
         report_dir=report, device=device, batch_size=batch_size, num_workers=workers,
         amp=amp, allow_missing=allow_missing, sets=sets,
     )  # fmt: skip
+    sensitivity = {}
+    for kind in probes:
+        from avmodels.engine.probe import run_probe
+
+        sensitivity[kind] = run_probe(
+            model, list(data), kind, ids=ids_list, seed=probe_seed, device=device,
+            batch_size=batch_size, num_workers=workers,
+        )  # fmt: skip
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        out = result.to_dict()
+        if sensitivity:
+            out["audio_probes"] = {k: v.to_dict() for k, v in sensitivity.items()}
+        click.echo(json.dumps(out, indent=2))
         return
     click.echo(f"model     {model}")
     click.echo(f"preset    {result.preset}   clips {result.n}")
     for key in ("ciou", "auc", "mean_iou", "pointing"):
         click.echo(f"{key:<9} {getattr(result, key):.4f}")
+    for kind, r in sensitivity.items():
+        click.echo(
+            f"probe {kind:<8} map IoU {r.map_iou:.4f}  max drop {r.max_drop:.4g}  "
+            f"pIA {r.pia:.4f}  AUC-pIA {r.auc_pia:.4f}  AP true-vs-probe {r.ap_sounding:.4f}"
+        )
     if report:
         click.echo(f"report    {report}/metrics.json, per_sample.csv, maps.npz")
