@@ -50,7 +50,11 @@ def test_overrides_and_params_are_json():
     assert PROFILES.get("sspl").image_size == 256  # the registered one is unchanged
     params = p.params()
     assert json.loads(json.dumps(params)) == params
-    assert set(params) == {f.name for f in dataclasses.fields(Profile)} - {"description"}
+    # test_variant only names the profile of test splits: nothing extracted depends on it
+    assert set(params) == {f.name for f in dataclasses.fields(Profile)} - {
+        "description",
+        "test_variant",
+    }
     q = get_profile("htf", flow="none", spectrogram="none", sample_rate="native")
     assert q.flow is None and q.spectrogram is None and q.sample_rate is None
     assert get_profile("sspl", image_size=None) == get_profile("sspl")  # None = not given
