@@ -21,6 +21,8 @@ COMMANDS = {
     "convert": "avprep.commands.convert:convert",
     "synth": "avprep.commands.synth:synth",
     "run": "avprep.commands.run:run",
+    "chaotic-world": "avprep.commands.chaotic:chaotic_world",
+    "htf-test-times": "avprep.commands.htf:htf_test_times",
     "pairs": "avprep.commands.pairs:pairs",
 }
 

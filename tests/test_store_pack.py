@@ -40,7 +40,7 @@ def extracted30(tmp_path_factory):
 
 
 def _files(folder):
-    return sorted(p.name for p in folder.iterdir())
+    return sorted(p.name for p in folder.iterdir() if p.name != ".pack-h5.lock")
 
 
 def test_native_layout_names_dtypes_and_row_mapping(extracted, tmp_path):

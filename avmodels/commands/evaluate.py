@@ -52,6 +52,12 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
     "(e.g. htf/flickr-test-trimmed, vggss/test-4670) or a,b,c.",
 )
 @click.option(
+    "--ids-from",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Row ids of an SSPL-layout --data kept outside its h5 files, one a line "
+    "(e.g. the Chaotic World fork's ChaoticWorld_test.csv); default: its index or row numbers.",
+)
+@click.option(
     "--report",
     type=click.Path(file_okay=False, path_type=Path),
     help="Write metrics.json, per_sample.csv and maps.npz here.",
@@ -62,6 +68,13 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none")
 @click.option("--allow-missing", is_flag=True, help="Score annotated clips that have maps only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change the model file's config, e.g. htf.legacy_flow=false (keys checked as in train).",
+)
 @click.option(
     "--video-ids",
     type=click.Path(exists=True, dir_okay=False),
@@ -83,16 +96,9 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
     "audio from the model's confidence.",
 )
 @click.option("--probe-seed", type=int, default=0, help="Seed of the noise and swap probes.")
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Change the model file's config, e.g. htf.legacy_flow=false (keys checked as in train).",
-)
-def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, device,
-             batch_size, workers, amp, allow_missing, as_json, video_ids, mode, probes,
-             probe_seed, sets) -> None:  # fmt: skip
+def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, ids_from, report, device,
+             batch_size, workers, amp, allow_missing, as_json, sets, video_ids, mode, probes,
+             probe_seed) -> None:  # fmt: skip
     """Evaluate a trained model on test shards: cIoU, AUC, mean IoU, pointing.
 
     \b
@@ -128,7 +134,7 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, devic
     result, _ = evaluate_model(
         model, list(data), benchmark, annotations, preset=preset, ids=ids_list,
         report_dir=report, device=device, batch_size=batch_size, num_workers=workers,
-        amp=amp, allow_missing=allow_missing, sets=sets,
+        amp=amp, allow_missing=allow_missing, sets=sets, ids_from=ids_from,
     )  # fmt: skip
     sensitivity = {}
     for kind in probes:

@@ -36,8 +36,8 @@ import click
 @click.option(
     "--config",
     "config_file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="YAML file of config overrides.",
+    help="YAML file of config overrides, or a preset name shipped for the method "
+    "(e.g. chaotic-world: the Chaotic World fork's settings; docs/training.md).",
 )
 @click.option(
     "--set",

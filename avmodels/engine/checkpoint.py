@@ -17,7 +17,9 @@ leaves a half-written file under the final name.
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,16 @@ def _load(path: str | os.PathLike, fmt: str, what: str) -> dict[str, Any]:
         raise InputError(f"{what} not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message suggests weights_only=False: that would run code from the file
+        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        needs = f" (it needs {m.group(1)})" if m else ""
+        raise InputError(
+            f"{path}: refused: this {what} holds pickled Python objects beyond tensors and "
+            f"plain data{needs}, and loading them could run code from the file; avmodels "
+            "loads only files it wrote itself (weights only). For an original paper's "
+            "checkpoint use `avmodels import-ckpt`"
+        ) from None
     except Exception as exc:
         raise InputError(f"{path}: not a readable {what} ({exc})") from exc
     if not isinstance(obj, dict) or obj.get("format") != fmt:

@@ -149,12 +149,15 @@ def evaluate_model(
     allow_missing: bool = False,
     progress: bool = True,
     sets: Sequence[str] = (),
+    ids_from: str | os.PathLike | None = None,
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """Maps of the model in ``model_file`` over the ``data`` stores, scored.
 
     ``ids`` restricts the clips scored (a paper's subset); every listed clip
     must be in the data and the annotations. ``sets``: ``--set key=value``
     changes to the model file's config (checked as ``train`` checks them).
+    ``ids_from``: the row ids of an SSPL-layout store kept in a separate file
+    (one a line, row order).
     """
     from avmodels.engine.checkpoint import build_model
     from avmodels.engine.input_check import warn_if_extracted_otherwise
@@ -162,7 +165,7 @@ def evaluate_model(
     dev = pick_device(device)
     amp = amp_mod.check_amp(amp, dev)
     method, info = build_model(model_file, dev, sets)
-    sources = open_sources(data, method.required_inputs())
+    sources = open_sources(data, method.required_inputs(), ids_csv=ids_from)
     warn_if_extracted_otherwise(sources, info, str(model_file))
     anns = load_annotations(annotations, benchmark)
     rows = None

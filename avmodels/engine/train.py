@@ -48,6 +48,7 @@ from avmodels.data import (
     split_validation,
 )
 from avmodels.engine import amp as amp_mod
+from avmodels.engine import runfolder
 from avmodels.engine.checkpoint import (
     load_checkpoint,
     save_checkpoint,
@@ -143,7 +144,7 @@ def _prepare_run(req: TrainRequest) -> tuple[str, dict[str, Any], dict[str, Any]
         raise ConfigError("name the method to train (see `avmodels methods`)")
     if not req.data:
         raise ConfigError("--data is required")
-    if run.exists() and any(run.iterdir()) and not req.overwrite:
+    if runfolder.has_files(run) and not req.overwrite:
         raise ConfigError(
             f"run directory {run} exists and is not empty: use --resume to continue it or "
             "--overwrite to write into it (nothing is deleted), or pick another --out"
@@ -276,8 +277,11 @@ def train(req: TrainRequest) -> TrainResult:
     method_name, cfg, info = _prepare_run(req)
     env = init_distributed(cfg["train"]["device"])
     try:
+        if env.is_main and Path(req.out).is_dir():
+            runfolder.lock(Path(req.out))  # refuse a second run on a live one at once
         return _train(req, method_name, cfg, info, env)
     finally:
+        runfolder.release(Path(req.out))
         shutdown()
 
 
@@ -293,12 +297,6 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
     plan = replica_plan(cfg, env)
     info = {**info, "world_size": env.world_size, "device": str(env.device)}
     info["replicas"] = dataclasses.asdict(plan)
-    if env.is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "checkpoints").mkdir(exist_ok=True)
-        save_config(cfg, run / "config.yaml")
-        write_json(run / "run.json", info)
-    barrier(env)
 
     seed = int(tc["seed"])
     torch.manual_seed(seed)
@@ -311,7 +309,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         info = {**info, "notes": list(method.run_notes)}
         for note in info["notes"]:
             log.warning(note)
-        write_json(run / "run.json", info)
+        # run.json (with the notes) is written when the run folder is made, below
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
     data = _build_data(method, cfg, info, env)
@@ -368,9 +366,17 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         "stopped_early": False,
         "last_val": None,
     }
+    # everything is validated: only now the run folder is made (avmodels.engine.runfolder)
+    if env.is_main:
+        runfolder.lock(run)
+        (run / "checkpoints").mkdir(exist_ok=True)
+        save_config(cfg, run / "config.yaml")
+        write_json(run / "run.json", info)
+    barrier(env)
     ckpt_path = run / "checkpoints" / "last.pt"
     runlog = RunLog(run, enabled=env.is_main)
-    if req.resume:
+    scratch = req.resume and runfolder.resume_from_scratch(run, ckpt_path)
+    if req.resume and not scratch:
         ckpt = load_checkpoint(ckpt_path)
         method.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -383,7 +389,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         runlog.resume_at(progress["step"])
         if env.is_main:
             log.info("resumed at epoch %d, batch %d", progress["epoch"], progress["batch"])
-    elif env.is_main and req.overwrite:
+    elif env.is_main and (req.overwrite or scratch):
         for f in (runlog.train.path, runlog.val.path):
             if f.exists():
                 f.write_text("")  # start the logs afresh (the folder itself is kept)
@@ -430,7 +436,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
             method, data, env, cfg, eval_bs, amp, channels_last, req.progress, progress
         )
 
-    if data.val is not None and evaluate_before_training(info, req.resume):
+    if data.val is not None and evaluate_before_training(info, req.resume and not scratch):
         runlog.log_val(validate())  # the original's evaluation at epoch 0: logged, not kept
     try:
         while progress["epoch"] < epochs and not stop:

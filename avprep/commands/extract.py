@@ -13,6 +13,7 @@ from avprep.profiles import (
     RESIZES,
     SEEKS,
     SHORT_AUDIO,
+    WINDOW_OUTSIDE,
 )
 from avprep.runner import BACKENDS
 from avprep.spectrogram import SPECTROGRAMS
@@ -84,6 +85,21 @@ def _sample_rate(value: str | None) -> int | str | None:
 @click.option(
     "--flow-legacy-htf", is_flag=True, default=None, help="Also write HTF's 8-bit JPEG flow."
 )
+@click.option(
+    "--times",
+    "times_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV clip_id,video,time|frame: clips at annotated times/frames of the videos "
+    "(frame: 1-based, as ffmpeg -start_number 1 numbers them); one decode per video.",
+)
+@click.option(
+    "--window-outside",
+    default=None,
+    type=click.Choice(WINDOW_OUTSIDE),
+    help="--times: an audio window leaving the track is shifted inside (default), "
+    "skipped (failed clip) or padded with silence.",
+)
 @click.option("--limit", default=None, type=click.IntRange(0), help="Only the first N clips.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def extract(
@@ -107,6 +123,8 @@ def extract(
     spectrogram: str | None,
     flow: str | None,
     flow_legacy_htf: bool | None,
+    times_file: str | None,
+    window_outside: str | None,
     limit: int | None,
     no_progress: bool,
 ) -> None:
@@ -119,6 +137,7 @@ def extract(
       avprep extract --in flickr_test/ --out htf_test/ --profile htf --split test
       avprep extract --in videos/ --out x/ --profile lvs --backend dask \\
           --scheduler tcp://10.0.0.5:8786
+      avprep extract --in videos/ --out cw/ --profile chaotic --times times.csv
 
     A rerun resumes: clips whose outputs are recorded and present are skipped.
     """
@@ -141,6 +160,7 @@ def extract(
         spectrogram=spectrogram,
         flow=flow,
         flow_legacy_htf=flow_legacy_htf or None,
+        window_outside=window_outside,
     )
     summary = run_extract(
         in_path,
@@ -151,6 +171,7 @@ def extract(
         scheduler=scheduler,
         limit=limit,
         progress=not no_progress,
+        times=times_file,
     )
     click.echo(summary.text())
     if summary.failed and not summary.ok and not summary.already_done:

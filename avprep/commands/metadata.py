@@ -240,6 +240,12 @@ def parse(
 @click.option("--test", "test", required=True, metavar="FILE", help="Test list or name.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--skip-bad", is_flag=True, help="Skip malformed lines instead of failing.")
+@click.option(
+    "--dataset",
+    default=None,
+    type=click.Choice(["flickr", "vggsound", "url", "chaotic"]),
+    help="Read both lists as this corpus (chaotic: <VID>_<fid> ids, videos compared too).",
+)
 @click.option("--show", default=20, show_default=True, help="How many overlapping ids to print.")
 @click.option(
     "--fail-on-overlap",
@@ -247,12 +253,18 @@ def parse(
     help="Exit with status 3 if any train clip is a test clip (for CI).",
 )
 def check_leakage(
-    train: str, test: str, as_json: bool, skip_bad: bool, show: int, fail_on_overlap: bool
+    train: str,
+    test: str,
+    as_json: bool,
+    skip_bad: bool,
+    dataset: str | None,
+    show: int,
+    fail_on_overlap: bool,
 ) -> None:
     """Report how many (and which) training clips are also test clips."""
     from avprep.leakage import check_leakage as check
 
-    report = check(train, test, skip_bad=skip_bad)
+    report = check(train, test, skip_bad=skip_bad, dataset=dataset)
     if as_json:
         click.echo(json.dumps(report))
     else:

@@ -105,13 +105,20 @@ from avprep.errors import InputError
     "--id-list", default=None, help="SSPL: file name of the id csv written beside the files."
 )
 @click.option(
+    "--released-profile",
+    default="sspl",
+    show_default=True,
+    help="--in is a released test folder (frames/ + audio/, e.g. Flickr's 5k_labeled/Data): "
+    "the audio window and spectrogram of this profile; frames are kept as released.",
+)
+@click.option(
     "--strict",
     is_flag=True,
     help="Exit non-zero if any clip was skipped or any listed id is missing.",
 )
 def pack_h5(in_dir, out_dir, split, shards, rows_per_shard, layout, ids_file, jobs, backend,
             scheduler, frames, audio, compression, modalities, test, virtual, id_list,
-            strict) -> None:  # fmt: skip
+            released_profile, strict) -> None:  # fmt: skip
     """Pack extracted clips into sharded HDF5.
 
     \b
@@ -121,6 +128,8 @@ def pack_h5(in_dir, out_dir, split, shards, rows_per_shard, layout, ids_file, jo
           --shards 10 --layout sspl
       avprep pack-h5 --in extracted_test/ --out VGGSS/Data --split test --layout sspl \\
           --ids sspl/vggss-test-4692
+      avprep pack-h5 --in SoundNet_Flickr/5k_labeled/Data --out flickr-test --split test \\
+          --ids flickr/test-249
 
     --shards K writes K shards of near-equal size; --rows-per-shard R puts row
     r in shard r // R. SSPL's layout holds 14,400 rows a shard whatever N is
@@ -131,6 +140,14 @@ def pack_h5(in_dir, out_dir, split, shards, rows_per_shard, layout, ids_file, jo
     from avprep.store.pack import pack
 
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
+    from avprep.store.released import find_released, released_to_extraction
+
+    if find_released(in_dir) is not None:
+        # a released folder (no manifest): made into an extraction folder first (resumable)
+        in_dir, n_ok, n_failed = released_to_extraction(
+            in_dir, Path(out_dir) / ".released-input", profile=released_profile
+        )
+        click.echo(f"released folder: {n_ok} clip(s) prepared, {n_failed} failed ({in_dir})")
     result = pack(
         in_dir, out_dir, split, shards=shards, rows_per_shard=rows_per_shard, layout=layout,
         ids=ids_file, jobs=jobs, backend=backend, scheduler=scheduler, frames=frames,

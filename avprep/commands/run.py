@@ -42,7 +42,8 @@ def run(recipe: Path, workdir: Path | None, dry_run: bool, start_from: str | Non
     click.echo(f"pipeline {pipe.name}: {pipe.description}".rstrip(": "))
     click.echo(f"workdir  {workdir}")
     for i, (stage, argv, status) in enumerate(rows, 1):
-        click.echo(f"{i:>2}. {stage.name:<14} {status:<8} avprep {' '.join(argv)}")
+        prog = "" if argv[:1] == ["avmodels"] else "avprep "
+        click.echo(f"{i:>2}. {stage.name:<14} {status:<8} {prog}{' '.join(argv)}")
     if dry_run:
         return
     results = run_pipeline(pipe, cli, workdir, overrides=overrides, start_from=start_from)

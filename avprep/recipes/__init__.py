@@ -22,6 +22,7 @@ from avprep.errors import ConfigError, InputError
 from avprep.recipes import (  # noqa: F401 - registers formats  # noqa: F401, E402 - Multi-Source's sets
     audioset_instrument,
     ave,
+    binary,
     chaotic,
     filelists,
     flickr,

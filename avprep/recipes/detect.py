@@ -74,6 +74,8 @@ def _json_format(text: str, path: str) -> str:
         raise InputError(
             f"{path}: looks like JSON but line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
+    except RecursionError:
+        raise InputError(f"{path}:1: JSON nested too deeply to be a list of annotations") from None
     first = next((x for x in data if isinstance(x, dict)), None) if isinstance(data, list) else None
     if first is None:
         raise InputError(

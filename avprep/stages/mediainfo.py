@@ -270,3 +270,64 @@ def _read_trak(buf: bytes, start: int, end: int) -> dict:
                     total += n
                 out["samples"] = total
     return out
+
+
+# -- truncated files ------------------------------------------------------------
+def mp4_cut_short(path: str | os.PathLike) -> str | None:
+    """Why an MP4/MOV file is cut short, or None (no process: top-level boxes only).
+
+    A download or copy cut off inside the media data keeps an intact header
+    when ``moov`` comes first ("faststart"), so the declared duration looks
+    fine; the last top-level box (``mdat``) then claims more bytes than the
+    file has. Files of other containers return None.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in _MP4_SUFFIXES:
+        return None
+    with open(path, "rb") as fh:
+        file_size = fh.seek(0, os.SEEK_END)
+        pos = 0
+        while pos + 8 <= file_size:
+            fh.seek(pos)
+            head = fh.read(16)
+            size, kind = struct.unpack_from(">I4s", head)
+            header = 8
+            if size == 1 and len(head) >= 16:
+                (size,) = struct.unpack_from(">Q", head, 8)
+                header = 16
+            elif size == 0:
+                return None  # "to the end of the file": nothing to compare
+            if size < header:
+                return None  # not a box structure we understand: let ffmpeg judge
+            if pos + size > file_size:
+                name = kind.decode("latin-1")
+                return (
+                    f"file cut short: its {name!r} box ends at byte {pos + size}, "
+                    f"the file has {file_size} bytes"
+                )
+            pos += size
+    return None
+
+
+def decodable_duration(path: str | os.PathLike, timeout: float = 120) -> float | None:
+    """Seconds of media that can actually be read from ``path`` (a demux pass, no decode).
+
+    The time of the last packet ffmpeg can read, every stream copied to the
+    null muxer; compare it with the duration the header declares to catch a
+    file cut short whose header is intact. None if ffmpeg reports no time.
+    """
+    from avprep import ffmpeg
+
+    proc = ffmpeg.run(
+        ["-nostats", "-i", path, "-map", "0", "-c", "copy", "-f", "null", "-",
+         "-progress", "pipe:1"],
+        timeout=timeout,
+        what="demux pass (truncated file?)",
+    )  # fmt: skip
+    last = None
+    for line in proc.stdout.decode("ascii", "replace").splitlines():
+        if line.startswith("out_time_us="):
+            value = line.split("=", 1)[1].strip()
+            if value.lstrip("-").isdigit():
+                last = int(value) / 1e6
+    return last

@@ -34,8 +34,10 @@ import h5py
 
 from avprep import __version__
 from avprep.atomic import atomic_path, cleanup_temps, sha256_file
+from avprep.diskfull import check_free
 from avprep.errors import ConfigError, StoreError
 from avprep.ids import is_safe_id
+from avprep.lock import folder_lock
 from avprep.manifest import OK, ClipRecord
 from avprep.runner import map_clips
 from avprep.store import native, sspl
@@ -140,6 +142,12 @@ class _ShardWriter:
     def __call__(self, task: ShardTask) -> ClipRecord:
         reused = self._complete(task)
         if not reused:
+            need = (
+                native.estimate_shard_bytes(task.clips, self.spec)
+                if self.layout == "native"
+                else sspl.shard_bytes(len(task.clips))
+            )
+            check_free(self.out, need, f"shard {task.name}")
             with contextlib.ExitStack() as stack:
                 tmps = {
                     role: stack.enter_context(atomic_path(self.out / name))
@@ -255,6 +263,19 @@ def _remove_stale(out: Path, pattern: re.Pattern, keep: set[str]) -> None:
 
 
 def pack(
+    in_dir: str | os.PathLike, out_dir: str | os.PathLike, split: str, **kw: Any
+) -> PackResult:
+    """Pack the extraction folder ``in_dir`` as split ``split`` into ``out_dir``.
+
+    One pack per folder at a time: ``OUT/.pack-h5.lock`` is held from before
+    the old index is read until the new one is written. Options: see
+    :func:`_pack_locked`.
+    """
+    with folder_lock(out_dir, "pack-h5"):
+        return _pack_locked(in_dir, out_dir, split, **kw)
+
+
+def _pack_locked(
     in_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     split: str,

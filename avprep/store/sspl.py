@@ -188,6 +188,81 @@ def write_shard(
             f.close()
 
 
+def shard_bytes(rows: int) -> int:
+    """The bytes of one shard's three files (contiguous float32, plus 1 MiB of HDF5 tables)."""
+    per_row = (FRAME_SIZE * FRAME_SIZE * 3 + AUDIO_LENGTH + int(np.prod(SPECT_SHAPE))) * 4
+    return rows * per_row + (1 << 20)
+
+
+def unfinished_pack(root: str | os.PathLike, frames_file: str) -> str | None:
+    """Why the SSPL files in ``root`` are an unfinished pack, or None.
+
+    ``avprep pack-h5`` writes ``index.json`` after every shard is complete, and
+    marks its files with ``avprep_*`` attributes: such files without an index
+    are what a killed or failed pack leaves (some shards, or none, may be
+    missing). SSPL's own script writes no attributes; its files are judged by
+    their id csv instead (see :func:`find_id_csv`).
+    """
+    root = Path(root)
+    if (root / "index.json").is_file():
+        return None
+    try:
+        with h5py.File(root / frames_file, "r") as f:
+            ours = "avprep_format" in f.attrs
+            num = f.attrs.get("avprep_num_shards")
+    except OSError:
+        return None  # unreadable: reported as such by the caller
+    if not ours:
+        return None
+    shards = f", of {int(num)} shard(s)" if num is not None else ""
+    return (
+        f"{root} has no index.json, which avprep pack-h5 writes last: the pack did not "
+        f"finish{shards} (killed or failed); rerun the same pack-h5 command to complete it"
+    )
+
+
+def incomplete(
+    root: str | os.PathLike, split: str, frames_files: Sequence[str], rows: int
+) -> str | None:
+    """Why the shards found for ``split`` in ``root`` are not the whole store, or None.
+
+    With ``index.json`` (of this split), the shard files and row count must
+    be the indexed ones; without it, the files must not be an unfinished
+    avprep pack (:func:`unfinished_pack`).
+    """
+    import json
+
+    root = Path(root)
+    if not frames_files:
+        return None
+    path = root / "index.json"
+    if not path.is_file():
+        return unfinished_pack(root, frames_files[0])
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        if d.get("split") != split or d.get("layout") != "sspl":
+            return None
+        want_rows = int(d["rows"])
+        want_files = [s["file"] for s in d["shards"]]
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        return f"{path} is malformed ({type(exc).__name__}); repack the store"
+    if list(frames_files) != want_files or rows != want_rows:
+        return (
+            f"{root} holds {len(frames_files)} shard(s) with {rows} rows of split {split!r}; "
+            f"its index.json lists {len(want_files)} shard(s) with {want_rows} rows "
+            "(shards missing or cut short: run `avprep verify`)"
+        )
+    return None
+
+
+def find_id_csv(root: str | os.PathLike, split: str, variant: str) -> Path | None:
+    """SSPL's id csv for ``split`` beside the files, if exactly one is there."""
+    root = Path(root)
+    pattern = f"*_train_videos_{split}.csv" if variant == "train" else "*test*.csv"
+    found = sorted(root.glob(pattern))
+    return found[0] if len(found) == 1 else None
+
+
 def write_id_list(path: str | os.PathLike, ids: Sequence[str]) -> Path:
     """One id a line, no header: what ``pandas.read_csv(header=None)`` reads back."""
     from avprep.atomic import write_text
