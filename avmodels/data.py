@@ -241,7 +241,11 @@ def ensure_feature_cache(
             values = None
             row = 0
             with torch.no_grad():
-                for batch in tqdm(loader, desc=f"cache {spec.name}", unit="batch", leave=False):
+                # disable=None: no bar when stderr is not a terminal (a log file)
+                bar = tqdm(
+                    loader, desc=f"cache {spec.name}", unit="batch", leave=False, disable=None
+                )
+                for batch in bar:
                     batch = {
                         k: v.to(device) if isinstance(v, torch.Tensor) else v
                         for k, v in batch.items()

@@ -15,6 +15,7 @@ COMMANDS = {
     "doctor": "avprep.commands.doctor:doctor",
     "metadata": "avprep.commands.metadata:metadata",
     "download": "avprep.commands.download:download",
+    "ingest": "avprep.commands.ingest:ingest",
     "extract": "avprep.commands.extract:extract",
     "pack-h5": "avprep.commands.pack:pack_h5",
     "verify": "avprep.commands.verify:verify",

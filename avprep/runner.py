@@ -80,6 +80,7 @@ def map_clips(
     desc: str = "clips",
     key: Callable[[Any], str] = _default_key,
     progress: bool = True,
+    unit: str = "clip",
 ) -> Iterator[ClipRecord]:
     """Run ``fn`` over ``items`` and yield records in completion order.
 
@@ -91,7 +92,8 @@ def map_clips(
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     guarded = _Guarded(fn, key)
-    bar = tqdm(total=len(items), desc=desc, unit="clip", disable=not progress or not items)
+    # disable=None: no bar when stderr is not a terminal (a log file gets no carriage returns)
+    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=None if progress and items else True)
     scratch = None
     try:
         # loky's memory-mapping folder inside the output folder's temp area (swept by the

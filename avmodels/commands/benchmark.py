@@ -49,8 +49,8 @@ from avmodels.metrics import PRESETS
     type=click.Path(file_okay=False, path_type=Path),
     help="Write benchmark.json, .csv, .md and .html here.",
 )
-@click.option("--device", default="auto")
-@click.option("--batch-size", type=int, default=32)
+@click.option("--device", default="auto", help="cpu | cuda | cuda:N | auto.")
+@click.option("--batch-size", type=int, default=32, help="Clips per forward pass.")
 @click.option("--workers", type=int, default=0, help="DataLoader workers.")
 def benchmark(run, ckpt, suite, items, presets, out, device, batch_size, workers) -> None:
     """Evaluate one model on every protocol of a suite that has data: one table.

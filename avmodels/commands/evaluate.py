@@ -10,7 +10,9 @@ from pathlib import Path
 
 import click
 
+from avmodels.commands.options import preset_option
 from avmodels.metrics.sensitivity import PROBES
+from avprep.clikit import benchmark_option, no_progress_option, progress_wanted
 
 
 def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
@@ -38,14 +40,19 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
     help="Model file (from training or `avmodels import`).",
 )
 @click.option("--data", multiple=True, required=True, help="Test store(s).")
-@click.option("--benchmark", required=True, help="vggss | flickr | chaotic | ...")
+@benchmark_option(
+    required=True,
+    extra=("audioset-instrument",),
+    help="Annotation format of --annotations (audioset-instrument: Multi-Source's "
+    "class-aware metric, see docs/evaluation.md).",
+)
 @click.option(
     "--annotations",
     required=True,
     type=click.Path(exists=True),
     help="Ground truth (VGG-SS JSON, Flickr XML folder, ...).",
 )
-@click.option("--preset", help="Metric preset (default: the metrics module's default).")
+@preset_option(help="Metric preset [default: default, ours].")
 @click.option(
     "--ids",
     help="Score only these clips: an id list file, a metadata registry name "
@@ -62,10 +69,15 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write metrics.json, per_sample.csv and maps.npz here.",
 )
-@click.option("--device", default="auto")
-@click.option("--batch-size", type=int, default=32)
+@click.option("--device", default="auto", help="cpu | cuda | cuda:N | auto.")
+@click.option("--batch-size", type=int, default=32, help="Clips per forward pass.")
 @click.option("--workers", type=int, default=2, help="DataLoader workers.")
-@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none")
+@click.option(
+    "--amp",
+    type=click.Choice(["none", "bf16", "fp16"]),
+    default="none",
+    help="Mixed precision of the forward pass.",
+)
 @click.option("--allow-missing", is_flag=True, help="Score annotated clips that have maps only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option(
@@ -96,6 +108,7 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
     "audio from the model's confidence.",
 )
 @click.option("--probe-seed", type=int, default=0, help="Seed of the noise and swap probes.")
+@no_progress_option
 def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, ids_from, report, device,
              batch_size, workers, amp, allow_missing, as_json, sets, video_ids, mode, probes,
              probe_seed) -> None:  # fmt: skip
@@ -119,7 +132,8 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, ids_from, rep
         res = evaluate_instrument_model(
             str(model_file_of(run, ckpt)), list(data), annotations, video_ids, mode=mode,
             device=device, batch_size=batch_size, allow_missing=allow_missing,
-            report_dir=str(report) if report else None, progress=not as_json,
+            report_dir=str(report) if report else None,
+            progress=progress_wanted() and not as_json,
         )  # fmt: skip
         click.echo(json.dumps(res.to_dict()) if as_json else (
             f"audioset-instrument ({mode}): {res.n} frames  ciou {res.ciou:.4f}  "
@@ -134,7 +148,8 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, ids_from, rep
     result, _ = evaluate_model(
         model, list(data), benchmark, annotations, preset=preset, ids=ids_list,
         report_dir=report, device=device, batch_size=batch_size, num_workers=workers,
-        amp=amp, allow_missing=allow_missing, sets=sets, ids_from=ids_from,
+        amp=amp, allow_missing=allow_missing, sets=sets, ids_from=ids_from, ids_source=ids,
+        progress=progress_wanted(),
     )  # fmt: skip
     sensitivity = {}
     for kind in probes:

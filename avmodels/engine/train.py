@@ -74,7 +74,7 @@ from avmodels.engine.distributed import (
 from avmodels.engine.evaluate import load_annotations, predict_maps, score_maps
 from avmodels.engine.replicas import batchnorm_sha256, prepare_model, replica_plan
 from avmodels.engine.replicas import describe as describe_replicas
-from avmodels.engine.runlog import RunLog
+from avmodels.engine.runlog import EpochTalk, RunLog
 from avmodels.engine.selection import apply_selection, evaluate_before_training
 from avprep.atomic import write_json
 from avprep.errors import AvprepError, ConfigError, InputError
@@ -401,7 +401,6 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         state = json.dumps(progress, sort_keys=True, default=str)
         if state == saved[0]:
             return  # nothing changed since the last save
-        saved[0] = state
         if env.is_main:
             save_checkpoint(
                 ckpt_path,
@@ -412,6 +411,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
                 scaler=scaler,
                 progress=progress,
             )
+        saved[0] = state  # only once written: a Ctrl-C mid-save saves again
 
     epochs = int(tc["epochs"])
     max_steps = tc["max_steps"]
@@ -438,11 +438,13 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
 
     if data.val is not None and evaluate_before_training(info, req.resume and not scratch):
         runlog.log_val(validate())  # the original's evaluation at epoch 0: logged, not kept
+    talk = EpochTalk(epochs, env, env.is_main)
     try:
         while progress["epoch"] < epochs and not stop:
             epoch = int(progress["epoch"])
             sampler.set_epoch(epoch, skip_batches=int(progress["batch"]))
             method.on_epoch_start(epoch)
+            talk.start()
             model.train()
             bar = tqdm(
                 loader,
@@ -484,7 +486,9 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
                     window[k] = window.get(k, 0.0) + float(v.detach().float())
                 window_n += 1
                 window_samples += n_local * env.world_size
-                if progress["step"] % log_every == 0:
+                talk.step(float(loss.detach().float()))
+                last_of_epoch = progress["batch"] == steps_per_epoch
+                if progress["step"] % log_every == 0 or last_of_epoch:
                     dt = max(time.perf_counter() - window_t, 1e-9)
                     row = {
                         "step": progress["step"],
@@ -508,6 +512,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
                 break  # stopped by max_steps inside the epoch: resume continues it
             progress["epoch"] = epoch + 1
             progress["batch"] = 0
+            row, improved = None, False
             if data.val is not None and eval_every > 0 and (epoch + 1) % eval_every == 0:
                 row = validate()
                 runlog.log_val(row)
@@ -528,6 +533,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
                 if progress["stopped_early"]:
                     log.info("early stop: %s validations without improvement", patience)
                     stop = True
+            talk.end(epoch + 1, progress, row, improved, select)
             checkpoint()
     except KeyboardInterrupt:
         checkpoint()  # finished steps are kept; --resume continues from here
@@ -552,6 +558,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
             "best_epoch": progress["best_epoch"],
             "stopped_early": progress["stopped_early"],
             "last_val": progress["last_val"],
+            "train_loss": progress.get("train_loss"),
             "validation": data.source,
             "world_size": env.world_size,
             "replica_sha256": replicas,

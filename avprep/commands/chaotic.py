@@ -42,6 +42,10 @@ def prepare(root: str, out_dir: str, duplicate_frames: str, as_json: bool) -> No
 
     Writes clips.csv, times-{train,test}.csv, {train,test}_ids.txt,
     ChaoticWorld_test.json and summary.json into --out.
+
+    \b
+    Example:
+      avprep chaotic-world prepare --root SSL_ssl_format --out cw/
     """
     from avprep.annotations.chaotic_prepare import prepare as run
 
@@ -66,8 +70,20 @@ def prepare(root: str, out_dir: str, duplicate_frames: str, as_json: bool) -> No
 
 
 @chaotic_world.command("json")
-@click.option("--in", "in_path", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--in",
+    "in_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A Chaotic World test JSON (e.g. the fork's ChaoticWorld_test.json).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The JSON to write, one entry per frame.",
+)
 @click.option(
     "--duplicate-frames",
     default="last",
@@ -81,6 +97,10 @@ def dedupe_json(in_path: str, out_path: str, duplicate_frames: str) -> None:
     The fork's JSON has one entry per annotation row; its evaluation keeps the
     last entry of a frame. `avmodels eval --benchmark chaotic` merges entries,
     so give it this command's output to score the fork's way.
+
+    \b
+    Example:
+      avprep chaotic-world json --in ChaoticWorld_test.json --out cw_test_last.json
     """
     from avprep.annotations.chaotic import read_chaotic_json
     from avprep.atomic import write_text

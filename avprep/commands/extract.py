@@ -53,7 +53,13 @@ def _sample_rate(value: str | None) -> int | str | None:
     "(ssltie -> ssltie-vggss-test, ssltie-flickr -> ssltie-flickr-test, htf -> htf-test).",
 )
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1), help="Workers.")
-@click.option("--backend", default="loky", show_default=True, type=click.Choice(BACKENDS))
+@click.option(
+    "--backend",
+    default="loky",
+    show_default=True,
+    type=click.Choice(BACKENDS),
+    help="Where the workers run: loky (processes here), dask, serial (debugging).",
+)
 @click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786).")
 @click.option("--frame-at", default=None, help="middle | SECONDS | fps:N")
 @click.option(
@@ -63,12 +69,38 @@ def _sample_rate(value: str | None) -> int | str | None:
     help="exact (default: the frame at that time) or keyframe (the keyframe before it: faster).",
 )
 @click.option("--image-size", default=None, type=click.IntRange(8), help="Output size (pixels).")
-@click.option("--resize", default=None, type=click.Choice(RESIZES))
-@click.option("--interpolation", default=None, type=click.Choice(INTERPOLATIONS))
-@click.option("--jpeg-quality", default=None, type=click.IntRange(1, 100))
+@click.option(
+    "--resize",
+    default=None,
+    type=click.Choice(RESIZES),
+    help="squash (SxS, aspect not kept), short-side (aspect kept), none [default: profile].",
+)
+@click.option(
+    "--interpolation",
+    default=None,
+    type=click.Choice(INTERPOLATIONS),
+    help="OpenCV interpolation of the resize [default: profile].",
+)
+@click.option(
+    "--jpeg-quality",
+    default=None,
+    type=click.IntRange(1, 100),
+    help="OpenCV JPEG quality of the stored frames [default: 95].",
+)
 @click.option("--audio-seconds", default=None, type=float, help="Length of the audio window.")
-@click.option("--audio-window", default=None, type=click.Choice(AUDIO_WINDOWS))
-@click.option("--short-audio", default=None, type=click.Choice(SHORT_AUDIO))
+@click.option(
+    "--audio-window",
+    default=None,
+    type=click.Choice(AUDIO_WINDOWS),
+    help="Where the audio window sits: centre of the track, at-frame, start [default: profile].",
+)
+@click.option(
+    "--short-audio",
+    default=None,
+    type=click.Choice(SHORT_AUDIO),
+    help="A track shorter than the window: tile-centre, tile-start or pad with zeros "
+    "[default: profile].",
+)
 @click.option("--sample-rate", default=None, help="Hz, or 'native' to keep the source rate.")
 @click.option(
     "--spectrogram",

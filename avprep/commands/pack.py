@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from avprep.clikit import no_progress_option
 from avprep.errors import InputError
 
 
@@ -54,7 +55,8 @@ from avprep.errors import InputError
 )
 @click.option(
     "--jobs",
-    type=int,
+    "-j",
+    type=click.IntRange(1),
     default=None,
     help="Writer processes (default: one per shard, at most the CPU count).",
 )
@@ -116,6 +118,7 @@ from avprep.errors import InputError
     is_flag=True,
     help="Exit non-zero if any clip was skipped or any listed id is missing.",
 )
+@no_progress_option
 def pack_h5(in_dir, out_dir, split, shards, rows_per_shard, layout, ids_file, jobs, backend,
             scheduler, frames, audio, compression, modalities, test, virtual, id_list,
             released_profile, strict) -> None:  # fmt: skip
@@ -137,6 +140,7 @@ def pack_h5(in_dir, out_dir, split, shards, rows_per_shard, layout, ids_file, jo
     set. Clips that failed extraction are
     skipped and listed in OUT/index.json. A rerun keeps complete shards.
     """
+    from avprep.clikit import progress_wanted
     from avprep.store.pack import pack
 
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
@@ -152,6 +156,7 @@ def pack_h5(in_dir, out_dir, split, shards, rows_per_shard, layout, ids_file, jo
         in_dir, out_dir, split, shards=shards, rows_per_shard=rows_per_shard, layout=layout,
         ids=ids_file, jobs=jobs, backend=backend, scheduler=scheduler, frames=frames,
         audio=audio, compression=compression, modalities=mods, test=test, virtual=virtual, id_list=id_list,
+        progress=progress_wanted(),
     )  # fmt: skip
     click.echo(result.summary())
     if strict and (result.skipped or result.missing):

@@ -456,7 +456,7 @@ def _pack_locked(
     results: dict[str, ClipRecord] = {}
     for rec in map_clips(
         writer, tasks, jobs=jobs, backend=backend, scheduler=scheduler, desc="shards",
-        key=_task_name, progress=progress,
+        key=_task_name, progress=progress, unit="shard",
     ):  # fmt: skip
         results[rec.clip_id] = rec
     failed = [(t.name, results[t.name].error) for t in tasks if not results[t.name].ok]

@@ -354,7 +354,7 @@ def verify_store(
     all_ids: list[str] = []
     for rec in map_clips(
         checker, present, jobs=jobs, backend=backend, desc="verifying", key=_job_name,
-        progress=progress,
+        progress=progress, unit="shard",
     ):  # fmt: skip
         if rec.error:  # the checker itself crashed
             report.problems.append(f"{rec.clip_id}: check failed: {rec.error}")
