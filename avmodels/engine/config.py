@@ -48,6 +48,10 @@ ENGINE_DEFAULTS: dict[str, Any] = {
         "log_every": 10,  # steps between CSV/TensorBoard rows
         "checkpoint_every": 0,  # also checkpoint every N steps (0: at epoch ends only)
         "sync_bn": True,  # synchronise BatchNorm statistics across processes
+        # averaged: data-parallel, gradients all-reduced (ours); independent: SSPL's regime,
+        # each process steps its own replica on its share of the data (avmodels.engine.replicas)
+        "replicas": "averaged",
+        "replica_count": 2,  # independent on one process: emulate rank 0 of this many replicas
         "find_unused_parameters": False,  # DDP option for methods with unused branches
     },
     "eval": {
