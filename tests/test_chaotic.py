@@ -233,7 +233,9 @@ def test_eval_reads_the_forks_test_files_with_their_id_csv(tmp_path):
     assert sorted(r["clip_id"] for r in per) == sorted(ids)
     # without the id file the rows are numbered "0", "1", ... and match no annotation
     res = CliRunner().invoke(models_cli, args)
-    assert res.exit_code != 0 and "3 annotated clips have no map" in str(res.exception)
+    assert res.exit_code != 0 and "none of the 3 annotated clips is in the data" in str(
+        res.exception
+    )
 
 
 # -- the whole recipe ----------------------------------------------------------------
