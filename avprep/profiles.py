@@ -261,9 +261,9 @@ PROFILES.add(
     ),
 )
 PROFILES.add(
-    "lvs-test",
+    "lvs-10s",
     Profile(
-        name="lvs-test",
+        name="lvs-10s",
         frame_at="middle",
         image_size=None,
         resize="none",
