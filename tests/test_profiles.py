@@ -11,10 +11,11 @@ from avprep.errors import ConfigError, UnknownNameError
 from avprep.profiles import PROFILES, Profile, frame_at_value, get_profile
 
 
-def test_registry_has_the_five_profiles():
-    assert PROFILES.names() == ["sspl", "ssltie", "lvs", "htf", "mssl"]
-    with pytest.raises(UnknownNameError, match="valid: sspl, ssltie, lvs, htf, mssl"):
-        get_profile("ezvsl")
+def test_registry_has_the_profiles_in_order():
+    # the five seed systems first, then the baselines' (issue 19), never reordered
+    assert PROFILES.names() == ["sspl", "ssltie", "lvs", "htf", "mssl", "ezvsl", "lvs-10s"]
+    with pytest.raises(UnknownNameError, match="valid: sspl, ssltie, lvs, htf, mssl, ezvsl"):
+        get_profile("slavc")
 
 
 def test_originals_parameters():
