@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed
 # with; pyproject.toml keeps open ranges (torch>=2.4).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint demo bench clean help
+.PHONY: install test test-fast lint demo bench clean help
 
 help:
 	@echo "make install  create $(VENV) and install avprep/avmodels with dev+dask extras"
 	@echo "make test     ruff + pytest (creates the environment if needed)"
+	@echo "make test-fast  ruff + the tests not marked slow (a couple of minutes)"
 	@echo "make demo     the whole chain on the synthetic SynthAV benchmark"
 	@echo "make bench    run the benchmarks in benchmarks/ (slow)"
 
@@ -30,6 +31,9 @@ lint: $(STAMP)
 
 test: lint
 	$(VENV)/bin/pytest -q
+
+test-fast: lint
+	$(VENV)/bin/pytest -q -m "not slow"
 
 demo: $(STAMP)
 	$(PY) -m avmodels.demo $(if $(DEMO_METHOD),--method $(DEMO_METHOD),)

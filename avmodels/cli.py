@@ -20,6 +20,7 @@ COMMANDS = {
     "import": "avmodels.commands.import_ckpt:import_ckpt",
     "baselines": "avmodels.commands.baselines:baselines",
     "methods": "avmodels.commands.methods:methods",
+    "pseudo-labels": "avmodels.commands.pseudo_labels:pseudo_labels",
 }
 
 

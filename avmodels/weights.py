@@ -45,6 +45,9 @@ class WeightFile:
     sha256_prefix: str | None = None
     size: int | None = None
     description: str = ""
+    #: the git blob id of a file published in a git repository (sha1 of
+    #: ``b"blob <size>\0" + content``): a full-content check where no sha256 is known
+    git_blob_sha1: str | None = None
 
     @property
     def filename(self) -> str:
@@ -61,7 +64,11 @@ class WeightFile:
     def expected(self) -> str:
         if self.sha256:
             return self.sha256
-        return f"{self.sha256_prefix}... (prefix)" if self.sha256_prefix else "(unchecked)"
+        if self.sha256_prefix:
+            return f"{self.sha256_prefix}... (prefix)"
+        if self.git_blob_sha1:
+            return f"(none published; git blob {self.git_blob_sha1})"
+        return "(unchecked)"
 
 
 WEIGHTS: Registry[WeightFile] = Registry("weights")
@@ -98,6 +105,74 @@ WEIGHTS.add(
     ),
 )
 
+# -- Multi-Source's pseudo-label generator (issue 17): the audio tagger and the
+# two category mappings, from the authors' repository (master). The tagger file
+# is in the repository's history but no sha256 of it is published: its git blob
+# id (from the repository's tree) checks the full content instead.
+_MSSL_RAW = "https://raw.githubusercontent.com/shvdiwnkozbw/Multi-Source-Sound-Localization/master/"
+WEIGHTS.add(
+    "mobilecrnn-v2",
+    WeightFile(
+        name="mobilecrnn-v2",
+        url=_MSSL_RAW + "mobile_crnn/models/mobilecrnn_v2.pth",
+        git_blob_sha1="2e31c730e9ab8310ebcc27a5b318ee11745e32e2",
+        description="Multi-Source's AudioSet tagger (MobileCRNN v2, 527 classes): its audio "
+        "pseudo labels",
+    ),
+)
+WEIGHTS.add(
+    "mssl-cluster-a",
+    WeightFile(
+        name="mssl-cluster-a",
+        url=_MSSL_RAW + "utils/cluster_a.npy",
+        sha256="6b3021651fbb780c2ec2222ddee3c5cd2cc97a9c2159a84bed18949440db5fff",
+        size=14_884,
+        description="Multi-Source utils/cluster_a.npy: 7x527 0/1, AudioSet classes -> 7 "
+        "top-level categories",
+    ),
+)
+WEIGHTS.add(
+    "mssl-cluster-v3",
+    WeightFile(
+        name="mssl-cluster-v3",
+        url=_MSSL_RAW + "utils/cluster_v3.npy",
+        sha256="ab0d10b92abfa0fa8cfde5c242e2739dd156b10a7c545a7760ddf106e9cc4e24",
+        size=56_128,
+        description="Multi-Source utils/cluster_v3.npy: 1000x7 0/1, ImageNet classes -> the "
+        "same 7 categories",
+    ),
+)
+
+# Multi-Source's evaluation files (not id lists, so not in avprep's metadata registry).
+for _name, _path, _sha, _size, _what in (
+    (
+        "mssl-normav",
+        "utils/normav.json",
+        "6eb7cf2489bf1ebab02200ece0844a7971f3fa9210d5033119e7e6e83248e754",
+        1_599_966,
+        "AudioSet-instrument test boxes (COCO, Faster R-CNN): the class-aware metric's ground truth",
+    ),
+    (
+        "mssl-audioset-val",
+        "utils/audioset_val.npy",
+        "a3943572f4d5c8731fe00287019707f50af3700c77b4479f978977e93dd9e430",
+        11_118,
+        "AudioSet-instrument: (1099, 10) bool, the 1 fps test frames that carry boxes",
+    ),
+    (
+        "mssl-gtdata",
+        "utils/gtdata.pkl",
+        "bbd4e3e32c2eeb884fb76da758afa3fe02081d93ffa4a85edbeaece97291bcca",
+        1_512_803,
+        "Multi-Source's Flickr file: frame/audio paths, 8 region proposals and the annotators' "
+        "boxes (256 px) per clip; read with avprep.safepickle",
+    ),
+):
+    WEIGHTS.add(
+        _name,
+        WeightFile(name=_name, url=_MSSL_RAW + _path, sha256=_sha, size=_size, description=_what),
+    )
+
 
 def cached_path(name: str) -> Path:
     """Where the file of weights ``name`` lives in the cache (it may not exist yet)."""
@@ -119,7 +194,24 @@ def verify(spec: WeightFile, path: Path) -> str:
     digest = sha256_file(path)
     if not spec.check_hash(digest):
         raise ChecksumError(f"{path}: sha256 {digest}, expected {spec.expected} for {spec.name}")
+    if spec.git_blob_sha1 is not None:
+        blob = git_blob_sha1(path)
+        if blob != spec.git_blob_sha1:
+            raise ChecksumError(
+                f"{path}: git blob {blob}, expected {spec.git_blob_sha1} for {spec.name}"
+            )
     return digest
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The id git gives the file's content (``git hash-object``)."""
+    import hashlib
+
+    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())  # noqa: S324 - git's id, not security
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def is_cached(name: str) -> bool:

@@ -21,6 +21,7 @@ COMMANDS = {
     "convert": "avprep.commands.convert:convert",
     "synth": "avprep.commands.synth:synth",
     "run": "avprep.commands.run:run",
+    "pairs": "avprep.commands.pairs:pairs",
 }
 
 

@@ -45,6 +45,7 @@ def _losses(run):
         return [float(r["loss"]) for r in csv.DictReader(fh)]
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_equal_one_process(tmp_path):
     data, _ = write_tiny_store(tmp_path / "data", 8, size=40)
     # one process, global batch 4 (also builds the VGGish cache both runs share)
@@ -83,6 +84,7 @@ def test_torchrun_two_ranks_equal_one_process(tmp_path):
     assert torch.equal(zero["frame_net.0.weight"], one["frame_net.0.weight"])  # frozen
 
 
+@pytest.mark.slow
 def test_global_batchnorm_two_processes_equal_full_batch(tmp_path):
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -189,6 +189,7 @@ def _losses(run):
         return {int(r["step"]): float(r["loss"]) for r in csv.DictReader(fh)}
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(store, tmp_path):
     path, _, _ = store
     sets = [*TINY, "train.epochs=2", "eval.every=0"]
@@ -223,6 +224,7 @@ def test_existing_run_dir_is_refused_and_kept(store, tmp_path):
     assert (run / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_train_cli_validates_and_eval_cli_reports(store, tmp_path):
     path, boxes, ann = store
     run = tmp_path / "run"
@@ -353,6 +355,7 @@ def test_model_selection_and_early_stopping():
     assert not update_selection(q, 0.7, 3, higher=False) and q["best"] == 0.5
 
 
+@pytest.mark.slow
 def test_select_on_test_warns_and_bf16_autocast_trains(store, tmp_path):
     path, _, _ = store
     run = tmp_path / "run"
@@ -368,6 +371,7 @@ def test_select_on_test_warns_and_bf16_autocast_trains(store, tmp_path):
     assert json.loads((run / "summary.json").read_text())["validation"] == "the TEST set"
 
 
+@pytest.mark.slow
 def test_ring_loader_trains_the_same_steps_as_torch_dataloader(store, tmp_path):
     path, _, _ = store
     sets = [*TINY, "train.epochs=2", "eval.every=0", "train.num_workers=2", "train.max_steps=5"]

@@ -152,6 +152,7 @@ def test_cli_prints_error_without_traceback(tmp_path):
     assert "No such option" in proc.stderr
 
 
+@pytest.mark.slow
 def test_doctor_fails_when_ffmpeg_missing(tmp_path):
     env = dict(os.environ, AVPREP_FFMPEG=str(tmp_path / "no-ffmpeg"))
     proc = subprocess.run(

@@ -124,6 +124,7 @@ def _save(tmp_path, states):
     return paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pcm", [False, True])
 def test_official_layout_imports_every_tensor(tmp_path, pcm):
     states = official_states(pcm)
@@ -163,6 +164,7 @@ def test_import_errors_are_clear(tmp_path):
     assert not (tmp_path / "m.pt").exists()
 
 
+@pytest.mark.slow
 def test_import_cli_is_generated_from_the_registry(tmp_path):
     assert "sspl" in IMPORTERS
     paths = _save(tmp_path, official_states(False))

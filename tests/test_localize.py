@@ -15,6 +15,7 @@ from avmodels.methods import build_method
 from avprep import ffmpeg
 
 
+@pytest.mark.slow
 def test_localize_png_and_mp4(tmp_path, video_factory):
     video = video_factory("street.mp4", seconds=4, size=(320, 240), tone_hz=660)
     cfg = resolve_config("sspl", sets=["model.pretrained=false", "model.image_size=32"])

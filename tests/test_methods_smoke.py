@@ -24,6 +24,7 @@ def _build(name: str):
     return cls(cfg), cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", METHODS.names())
 def test_method_trains_and_maps(name):
     method, cfg = _build(name)

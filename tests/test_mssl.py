@@ -432,6 +432,7 @@ def _as_original(state):
     return out
 
 
+@pytest.mark.slow
 def test_checkpoints_of_the_original_code_load_and_give_the_same_maps(tmp_path):
     torch.manual_seed(0)
     cfg = {"model": {"pretrained": False}, "train": {"stage": 2}, "data": {"image_size": 64}}

@@ -105,6 +105,7 @@ def test_every_shipped_recipe_dry_runs(recipe, tmp_path):
     assert "pending" in result.output
 
 
+@pytest.mark.slow
 def test_synthav_recipe_runs_end_to_end_and_resumes(tmp_path):
     """The shipped SynthAV recipe, for real at toy size: synth -> extract -> 3 packs."""
     recipe = load_pipeline(PIPELINES / "synthav.yaml")

@@ -63,6 +63,7 @@ def real_tables(shared_metadata):
     return out
 
 
+@pytest.mark.slow
 def test_every_shared_file_parses_to_its_line_count(real_tables):
     for file, (row, entry, df) in real_tables.items():
         assert list(df.columns) == list(COLUMNS), file

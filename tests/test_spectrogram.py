@@ -112,6 +112,7 @@ def test_ssltie_matches_torchaudio_definition():
     assert np.allclose(ours[0, :, 5:150], compute("ssltie", np.tile(w, 4), 16000)[0, :, 5:150])
 
 
+@pytest.mark.slow
 def test_mssl_matches_librosa():
     librosa = pytest.importorskip("librosa")
     w = _wave(5.0, 22050, seed=5)

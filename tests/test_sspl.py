@@ -112,6 +112,7 @@ def test_pcm_map_sizes_work_or_fail_clearly(side, ok):
             pcm(v, a)
 
 
+@pytest.mark.slow
 def test_cached_embedding_gives_the_same_maps(sspl):
     sspl.eval()
     rng = np.random.default_rng(1)

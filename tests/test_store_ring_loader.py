@@ -180,6 +180,7 @@ def test_read_batch_writes_into_given_buffers(store):
     assert np.array_equal(batch["frame"][2].numpy(), ds[7]["frame"])
 
 
+@pytest.mark.slow
 def test_spawned_workers(store):
     path, _ = store
     ref = list(RingLoader(ShardDataset(path, modalities=MODS), 6, num_workers=0))

@@ -65,6 +65,7 @@ def meta(out: Path) -> dict:
     return json.loads((out / "synthav.json").read_text())
 
 
+@pytest.mark.slow
 def test_layout_and_real_media(synth_dir):
     m = meta(synth_dir)
     ids = [c["id"] for c in m["clips"]]
@@ -251,6 +252,7 @@ def test_flickr_xml_has_the_real_structure(synth_dir):
             assert all(abs(c - t) <= JITTER_PX + 1 for c, t in zip(coords, true))
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_other_set(synth_dir, tmp_path):
     again = tmp_path / "again"
     generate(CFG, again, jobs=1, progress=False)

@@ -60,8 +60,19 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none")
 @click.option("--allow-missing", is_flag=True, help="Score annotated clips that have maps only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option(
+    "--video-ids",
+    type=click.Path(exists=True, dir_okay=False),
+    help="audioset-instrument: val_audio.pkl (the order normav.json counts videos in).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["class", "agnostic"]),
+    default="class",
+    help="audioset-instrument: a map per instrument (the paper) or one per frame.",
+)
 def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, device,
-             batch_size, workers, amp, allow_missing, as_json) -> None:  # fmt: skip
+             batch_size, workers, amp, allow_missing, as_json, video_ids, mode) -> None:  # fmt: skip
     """Evaluate a trained model on test shards: cIoU, AUC, mean IoU, pointing.
 
     \b
@@ -71,6 +82,18 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, report, devic
     """
     from avmodels.engine.evaluate import evaluate_model
 
+    if benchmark == "audioset-instrument":  # Multi-Source's class-aware metric
+        from avmodels.commands.instrument_eval import evaluate_instrument_model
+
+        res = evaluate_instrument_model(
+            str(model_file_of(run, ckpt)), list(data), annotations, video_ids, mode=mode,
+            device=device, batch_size=batch_size, allow_missing=allow_missing,
+            report_dir=str(report) if report else None, progress=not as_json,
+        )  # fmt: skip
+        click.echo(json.dumps(res.to_dict()) if as_json else (
+            f"audioset-instrument ({mode}): {res.n} frames  ciou {res.ciou:.4f}  "
+            f"auc {res.auc:.4f}  mean_iou {res.mean_iou:.4f}"))  # fmt: skip
+        return
     ids_list = None
     if ids:
         from avprep.annotations.idlist import read_ids

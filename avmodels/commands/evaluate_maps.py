@@ -38,7 +38,13 @@ def _fmt(v: float) -> str:
     type=click.Path(exists=True, dir_okay=False),
     help="An .npz holding one 2-D map per clip id (any resolution).",
 )
-@click.option("--benchmark", required=True, type=click.Choice(BENCHMARKS))
+@click.option(
+    "--benchmark",
+    required=True,
+    type=click.Choice([*BENCHMARKS, "audioset-instrument"]),
+    help="audioset-instrument: Multi-Source's class-aware metric on maps keyed "
+    "'<ytid>/<second>/<category>' (see docs/evaluation.md).",
+)
 @click.option(
     "--annotations",
     "ann_path",
@@ -75,8 +81,32 @@ def _fmt(v: float) -> str:
     show_default=True,
     help="Policy for defective boxes (the paper presets use the raw boxes regardless).",
 )
+@click.option(
+    "--video-ids",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="audioset-instrument: val_audio.pkl (or a text list) whose sorted ids the "
+    "COCO image ids count.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["class", "agnostic"]),
+    default="class",
+    show_default=True,
+    help="audioset-instrument: one map per category (the paper) or one per frame.",
+)
 def evaluate_maps(
-    maps_path, benchmark, ann_path, preset, ids_spec, as_json, per_sample, allow_missing, bad_boxes
+    maps_path,
+    benchmark,
+    ann_path,
+    preset,
+    ids_spec,
+    as_json,
+    per_sample,
+    allow_missing,
+    bad_boxes,
+    video_ids,
+    mode,
 ) -> None:
     """Score localisation maps against a benchmark's ground truth.
 
@@ -92,6 +122,12 @@ def evaluate_maps(
     from avprep.atomic import atomic_path
 
     t0 = time.perf_counter()
+    if benchmark == "audioset-instrument":
+        from avmodels.commands.instrument_eval import score_instrument_maps
+
+        score_instrument_maps(load_maps(maps_path), ann_path, video_ids, mode, allow_missing,
+                              as_json, per_sample)  # fmt: skip
+        return
     anns = load_annotations(ann_path, benchmark, bad_boxes=bad_boxes)
     if ids_spec:
         wanted = read_ids(ids_spec)

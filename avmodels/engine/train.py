@@ -299,6 +299,11 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
 
     random.seed(seed)
     method = METHODS.get(name)(cfg).to(env.device)
+    if env.is_main and getattr(method, "run_notes", None):  # e.g. mssl's pseudo-label source
+        info = {**info, "notes": list(method.run_notes)}
+        for note in info["notes"]:
+            log.warning(note)
+        write_json(run / "run.json", info)
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
     data = _build_data(method, cfg, info, env)

@@ -305,6 +305,7 @@ class MultiSource(Method):
             raise ConfigError("data.peak_normalize needs data.spectrogram=audio")
         if self.cfg["optim"]["lr"] is None:
             self.cfg["optim"]["lr"] = STAGE_LR[self.stage]
+        self.run_notes = label_source_notes(lab)  # logged and recorded by the training engine
 
         kw = stream_kwargs(m)
         self.vision = build_stream(m["backbone"], in_channels=3, layer4_stride=1, **kw)
@@ -509,6 +510,29 @@ class MultiSource(Method):
         enc = self._encode(batch)
         maps = self._map(batch, enc)
         return maps, (self._losses(batch, enc) if with_loss else None)
+
+
+def label_source_notes(lab: Mapping[str, Any]) -> list[str]:
+    """What the run record says about the pseudo labels (empty when the paper's are given)."""
+    if lab["file"]:
+        if lab["fallback"] == "kmeans" and not lab["require"]:
+            return [
+                f"pseudo labels from {lab['file']}; clips missing from it fall back to k-means "
+                "clusters (not the paper's labels; labels.require=true makes that an error)"
+            ]
+        return []
+    if lab["fallback"] == "kmeans":
+        return [
+            "NO PSEUDO LABELS GIVEN (labels.file): falling back to online k-means, one one-hot "
+            "cluster per pair shared by both streams - NOT the paper's labels; stage 2's "
+            "multi-source split needs several classes active. Make the paper's labels with "
+            "`avmodels pseudo-labels --data STORE --out labels.h5` and train with "
+            "--set labels.file=labels.h5"
+        ]
+    return [
+        "no pseudo labels given (labels.file) and labels.fallback=none: the classification "
+        "losses are off for every clip unless the store holds labels_a/labels_v"
+    ]
 
 
 def _projection(c: int, hidden: int, out: int) -> nn.Sequential:

@@ -76,10 +76,12 @@ def _check_range(x: np.ndarray, what: str) -> None:
 
 
 def read_labels(path: str | os.PathLike, num_classes: int) -> dict[str, np.ndarray]:
-    """clip id -> (2, K) float32 (audio row, visual row) from a ``.npz`` or ``.json`` file.
+    """clip id -> (2, K) float32 (audio row, visual row) from a ``.npz``, ``.h5`` or ``.json`` file.
 
-    JSON: ``{"<clip_id>": {"audio": [...], "visual": [...]}}`` or
-    ``{"<clip_id>": [...]}`` (the same label for both streams).
+    ``.h5``: written by ``avmodels pseudo-labels`` (:mod:`avmodels.methods.mssl_labels`).
+
+        JSON: ``{"<clip_id>": {"audio": [...], "visual": [...]}}`` or
+        ``{"<clip_id>": [...]}`` (the same label for both streams).
     """
     path = Path(path)
     if not path.is_file():
@@ -98,6 +100,8 @@ def read_labels(path: str | os.PathLike, num_classes: int) -> dict[str, np.ndarr
             raise InputError(f"{path}: audio {audio.shape} / visual {visual.shape} / ids mismatch")
         for i, cid in enumerate(ids.tolist()):
             out[str(cid)] = np.stack([audio[i], visual[i]])
+    elif path.suffix in (".h5", ".hdf5"):
+        out = _read_h5_labels(path)
     elif path.suffix == ".json":
         try:
             data = json.loads(path.read_text())
@@ -118,7 +122,7 @@ def read_labels(path: str | os.PathLike, num_classes: int) -> dict[str, np.ndarr
             except (TypeError, ValueError) as exc:
                 raise InputError(f"{path}: clip {cid!r}: labels are not numbers") from exc
     else:
-        raise InputError(f"labels file must be .npz or .json, got {path.name}")
+        raise InputError(f"labels file must be .npz, .h5 or .json, got {path.name}")
     for cid, lab in out.items():
         if lab.shape != (2, num_classes):
             raise InputError(
@@ -126,6 +130,31 @@ def read_labels(path: str | os.PathLike, num_classes: int) -> dict[str, np.ndarr
             )
         _check_range(lab, f"clip {cid!r}")
     return out
+
+
+H5_FORMAT = "avmodels-pseudo-labels"
+
+
+def _read_h5_labels(path: Path) -> dict[str, np.ndarray]:
+    """A finished ``avmodels pseudo-labels`` file: ``clip_id``, ``audio``, ``visual``, ``done``."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != H5_FORMAT:
+                raise InputError(f"{path}: not an `avmodels pseudo-labels` file")
+            ids = [c.decode("utf-8") if isinstance(c, bytes) else str(c) for c in f["clip_id"][:]]
+            audio = f["audio"][:].astype(np.float32)
+            visual = f["visual"][:].astype(np.float32)
+            done = f["done"][:]
+    except (OSError, KeyError) as exc:
+        raise InputError(f"{path}: unreadable labels file ({exc})") from None
+    if not done.all():
+        raise InputError(
+            f"{path}: {int((~done).sum())} of {len(done)} clips unlabelled (an interrupted run: "
+            "rerun `avmodels pseudo-labels` to finish it)"
+        )
+    return {cid: np.stack([audio[i], visual[i]]) for i, cid in enumerate(ids)}
 
 
 class LabelLookup:

@@ -18,6 +18,11 @@ default   N at map size (float64),    none             ``u > t`` or ``u = max`` 
           then cv2 INTER_LINEAR
 ========  ==========================  ===============  =======================  ==============
 
+Multi-Source's presets (``mssl``: its paper's ``gtscore.py``; ``mssl-main``,
+``mssl-calmetric``: later scripts) score on a 256 px grid with torch bilinear
+upsampling (``align_corners=False``), fixed thresholds and a ground truth shifted
+one pixel (see :mod:`avmodels.metrics.mssl`).
+
 ``N(v) = (v - min v) / (max v - min v)``, returning ``v`` unchanged when the map
 is constant; ``t`` is element ``int(H*W/2)`` of the ascending sort. ``1 - N(-u)``
 is kept as written: it equals ``N(u)`` algebraically but not in float32.
@@ -45,19 +50,22 @@ from avprep.registry import Registry
 CV2_LINEAR = "cv2_linear"
 CV2_CUBIC = "cv2_cubic"
 TORCH_BILINEAR_AC = "torch_bilinear_align_corners"
-UPSAMPLERS = (CV2_LINEAR, CV2_CUBIC, TORCH_BILINEAR_AC)
+TORCH_BILINEAR = "torch_bilinear"  # align_corners=False (Multi-Source)
+UPSAMPLERS = (CV2_LINEAR, CV2_CUBIC, TORCH_BILINEAR_AC, TORCH_BILINEAR)
 
 # Normalisations.
 NORM_NONE = "none"
 NORM_MINMAX = "minmax"  # N(u), constant maps returned unchanged
 NORM_ONE_MINUS_NEG = "one_minus_neg_minmax"  # 1 - N(-u)
 NORM_MINMAX_UNGUARDED = "minmax_unguarded"  # (u - min) / ptp(u): 0/0 -> NaN
+NORM_DIVIDE_MAX = "divide_max"  # u / max(u) (Multi-Source new/main.py): 0/0 -> NaN
 
 # Foreground rules.
 FG_ABOVE_MEDIAN_OR_GE1 = "above_median_or_ge1"  # p > t or p >= 1 (LVS code path)
 FG_AT_LEAST_MEDIAN = "at_least_median"  # p >= t (EZ-VSL)
 FG_AT_LEAST_FIXED = "at_least_fixed"  # p >= threshold (SSPL: 0.5)
 FG_ABOVE_MEDIAN_OR_MAX = "above_median_or_max"  # ours: u > t or u == max; constant: none
+FG_ABOVE_FIXED = "above_fixed"  # p > threshold (Multi-Source new/main.py, new/cal_metric.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +91,7 @@ class Preset:
     def __post_init__(self) -> None:
         if self.upsample not in UPSAMPLERS:
             raise ValueError(f"unknown upsampling {self.upsample!r}")
-        if self.foreground == FG_AT_LEAST_FIXED and self.threshold is None:
+        if self.foreground in (FG_AT_LEAST_FIXED, FG_ABOVE_FIXED) and self.threshold is None:
             raise ValueError("a fixed-threshold preset needs a threshold")
 
     @property
@@ -190,6 +198,57 @@ PRESETS.add(
     ),
 )
 
+# Multi-Source (Qian et al., ECCV 2020): 256 px grid, GT shifted one pixel (the "mssl"
+# pixel rule, avmodels/metrics/mssl.py, which also holds its AudioSet-instrument metric).
+PRESETS.add(
+    "mssl",
+    Preset(
+        name="mssl",
+        description="Qian et al., ECCV 2020 (Multi-Source) gtscore.py: the paper's Flickr "
+        "numbers; bilinear to 256 px, not normalised, foreground >= 0.1",
+        upsample=TORCH_BILINEAR,
+        dtype="float32",
+        normalise=NORM_NONE,
+        foreground=FG_AT_LEAST_FIXED,
+        threshold=0.1,
+        pixel_rule="mssl",
+        size=256,
+        constant_map="c >= 0.1: whole image; else nothing",
+    ),
+)
+PRESETS.add(
+    "mssl-main",
+    Preset(
+        name="mssl-main",
+        description="Multi-Source new/main.py test(): bilinear to 256 px, divided by its "
+        "maximum, foreground > 0.5",
+        upsample=TORCH_BILINEAR,
+        dtype="float32",
+        normalise=NORM_DIVIDE_MAX,
+        foreground=FG_ABOVE_FIXED,
+        threshold=0.5,
+        pixel_rule="mssl",
+        size=256,
+        constant_map="c > 0: whole image; 0: nothing (NaN)",
+    ),
+)
+PRESETS.add(
+    "mssl-calmetric",
+    Preset(
+        name="mssl-calmetric",
+        description="Multi-Source new/cal_metric.py on main.py's saved maps: divided by "
+        "the maximum, foreground > 0.001",
+        upsample=TORCH_BILINEAR,
+        dtype="float32",
+        normalise=NORM_DIVIDE_MAX,
+        foreground=FG_ABOVE_FIXED,
+        threshold=0.001,
+        pixel_rule="mssl",
+        size=256,
+        constant_map="c > 0: whole image; 0: nothing (NaN)",
+    ),
+)
+
 
 def get_preset(preset: str | Preset) -> Preset:
     return preset if isinstance(preset, Preset) else PRESETS.get(preset)
@@ -208,7 +267,7 @@ def upsample(maps: Sequence[np.ndarray], preset: Preset) -> np.ndarray:
     s = preset.size
     if preset.prenormalise:
         maps = [_prenormalise(m) for m in maps]
-    if preset.upsample == TORCH_BILINEAR_AC:
+    if preset.upsample in (TORCH_BILINEAR_AC, TORCH_BILINEAR):
         try:
             import torch
             import torch.nn.functional as F  # noqa: N812
@@ -217,7 +276,10 @@ def upsample(maps: Sequence[np.ndarray], preset: Preset) -> np.ndarray:
         stack = np.stack([np.asarray(m, dtype=dtype) for m in maps])[:, None]
         with torch.no_grad():
             up = F.interpolate(
-                torch.from_numpy(stack), size=(s, s), mode="bilinear", align_corners=True
+                torch.from_numpy(stack),
+                size=(s, s),
+                mode="bilinear",
+                align_corners=preset.upsample == TORCH_BILINEAR_AC,
             )
         return up[:, 0].numpy()
     interp = cv2.INTER_LINEAR if preset.upsample == CV2_LINEAR else cv2.INTER_CUBIC
@@ -280,6 +342,10 @@ def normalise(u: np.ndarray, preset: Preset) -> np.ndarray:
     if mode == NORM_ONE_MINUS_NEG:
         # Kept as the originals write it: 1 - N(-u) is not N(u) in float32.
         return _one_minus_n_of_neg(u)
+    if mode == NORM_DIVIDE_MAX:
+        _, vmax, _, _ = _span(u)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return u / vmax
     if mode == NORM_MINMAX_UNGUARDED:
         vmin, _, span, _ = _span(u)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -306,6 +372,8 @@ def foreground(p: np.ndarray, preset: Preset) -> np.ndarray:
     rule = preset.foreground
     if rule == FG_AT_LEAST_FIXED:
         return p >= p.dtype.type(preset.threshold)
+    if rule == FG_ABOVE_FIXED:
+        return p > p.dtype.type(preset.threshold)
     t = median_element(p, preset.kth)
     if rule == FG_AT_LEAST_MEDIAN:
         return p >= t
@@ -329,3 +397,6 @@ def binarise(maps: Sequence[np.ndarray], preset: str | Preset) -> tuple[np.ndarr
     u = upsample(maps, preset)
     p = normalise(u, preset)
     return foreground(p, preset), u
+
+
+from avmodels.metrics import mssl as _mssl  # noqa: E402, F401 - registers the "mssl" pixel rule

@@ -19,7 +19,16 @@ from pathlib import Path
 import pandas as pd
 
 from avprep.errors import ConfigError, InputError
-from avprep.recipes import chaotic, filelists, flickr, urls, vggsound, vggss  # noqa: F401 - registers formats
+from avprep.recipes import (  # noqa: F401 - registers formats  # noqa: F401, E402 - Multi-Source's sets
+    audioset_instrument,
+    ave,
+    chaotic,
+    filelists,
+    flickr,
+    urls,
+    vggsound,
+    vggss,
+)
 from avprep.recipes.detect import detect_format
 from avprep.recipes.formats import DATASETS, FORMATS, Format, normalise_dataset
 from avprep.recipes.table import COLUMNS, SOURCES, Collector, empty_frame
@@ -96,7 +105,12 @@ def load_clips(
         fmt = entry.format
     if dataset is None and entry is not None and entry.corpus in DATASETS:
         dataset = entry.corpus
-    text = read_text(path)
+    if fmt == "auto" and Path(path).suffix == ".pkl":
+        fmt = "mssl-tags-pkl"  # a binary pickle: never decoded as text
+    if fmt != "auto" and FORMATS.get(fmt).binary:
+        text = str(path)  # binary formats read the file themselves
+    else:
+        text = read_text(path)
     if fmt == "auto":
         fmt = detect_format(text, dataset, str(path))
         log.info("%s: detected format %s", path, fmt)

@@ -28,16 +28,22 @@ class Format:
     description: str
     example: str
     unit: str = "line"  # what error positions count: "line" or "item" (JSON lists)
+    binary: bool = False  # the parser gets the file's path instead of its text (pickles)
 
 
 FORMATS: Registry[Format] = Registry("format")
 
 
 def register(
-    name: str, datasets: tuple[str, ...], description: str, example: str, unit: str = "line"
+    name: str,
+    datasets: tuple[str, ...],
+    description: str,
+    example: str,
+    unit: str = "line",
+    binary: bool = False,
 ) -> Callable[[Parser], Parser]:
     def deco(fn: Parser) -> Parser:
-        FORMATS.add(name, Format(name, fn, datasets, description, example, unit))
+        FORMATS.add(name, Format(name, fn, datasets, description, example, unit, binary))
         return fn
 
     return deco
