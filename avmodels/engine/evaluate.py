@@ -191,6 +191,8 @@ def evaluate_model(
             "n_maps": len(maps),
             "map_shape": list(next(iter(maps.values())).shape) if maps else None,
         }
+        if hasattr(method, "map_label"):  # e.g. EZ-VSL's "av+obj(alpha=0.4)" blend
+            meta["map"] = method.map_label()
         write_report(report_dir, result, maps, meta)
     return result, maps
 
