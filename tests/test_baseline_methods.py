@@ -368,7 +368,7 @@ def _randomise(model: nn.Module, seed: int) -> nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("name", ["ezvsl", "fnac", "slavc"])
+@pytest.mark.parametrize("name", ["ezvsl", "fnac", pytest.param("slavc", marks=pytest.mark.slow)])
 def test_released_checkpoint_imports_and_gives_the_same_maps(tmp_path, name):
     from avmodels.engine.checkpoint import build_model
     from avmodels.importers import import_checkpoint
