@@ -16,16 +16,19 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/avprep
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY avprep ./avprep
 COPY avmodels ./avmodels
 COPY metadata ./metadata
 COPY pipelines ./pipelines
 
-# torch's default wheel on Linux is a CUDA build; the editable install keeps
-# metadata/ and pipelines/ next to the package, where the registry looks.
+# torch's default wheel on Linux is a CUDA build. The wheel carries metadata/
+# and pipelines/ inside the package (setup.py), so the source tree is removed
+# after the install: what runs is exactly what `pip install avprep` would give.
 RUN python3 -m pip install --upgrade pip \
- && python3 -m pip install -e '.[dask]'
+ && python3 -m pip wheel --no-deps -w /tmp/wheels . \
+ && python3 -m pip install "$(ls /tmp/wheels/avprep-*.whl)[dask]" \
+ && rm -rf /tmp/wheels /opt/avprep
 
 VOLUME ["/data", "/cache"]
 WORKDIR /data

@@ -20,6 +20,8 @@ COMMANDS = {
     "import": "avmodels.commands.import_ckpt:import_ckpt",
     "baselines": "avmodels.commands.baselines:baselines",
     "methods": "avmodels.commands.methods:methods",
+    "report": "avmodels.commands.report:report",
+    "benchmark": "avmodels.commands.benchmark:benchmark",
     "pseudo-labels": "avmodels.commands.pseudo_labels:pseudo_labels",
 }
 

@@ -78,17 +78,36 @@ class Sources(Dataset):
         return self._row_of[clip_id]
 
 
-def open_sources(paths: Sequence[str | os.PathLike], modalities: Sequence[str] | None) -> Sources:
-    """Open each store path (folder with ``index.json``, shard file, SSPL file/folder)."""
-    from avprep.store import open_dataset
+def open_sources(
+    paths: Sequence[str | os.PathLike],
+    modalities: Sequence[str] | None,
+    ids_csv: str | os.PathLike | None = None,
+) -> Sources:
+    """Open each store path (folder with ``index.json``, shard file, SSPL file/folder).
 
+    ``ids_csv``: the row ids of one SSPL-layout store kept outside its files
+    (e.g. the Chaotic World fork's ``ChaoticWorld_test.csv``), one id a line.
+    """
+    from avprep.store import open_dataset
+    from avprep.store.reader import SSPLDataset
+
+    if ids_csv is not None and len(paths) != 1:
+        raise ConfigError("an id file names the rows of ONE SSPL-layout store: give one --data")
     datasets, resolved = [], []
     for p in paths:
         path = Path(p)
         if not path.exists():
             raise StoreError(f"no store at {path}")
         kw = {"modalities": list(modalities)} if modalities is not None else {}
-        datasets.append(open_dataset(path, **kw))
+        ds = open_dataset(path, **kw)
+        if ids_csv is not None:
+            if not isinstance(ds, SSPLDataset):
+                raise ConfigError(
+                    f"--ids-from is for SSPL-layout h5 files (ids kept outside); {path} keeps its ids"
+                )
+            ds.close()
+            ds = open_dataset(path, ids_csv=ids_csv, **kw)
+        datasets.append(ds)
         resolved.append(path.resolve())
     return Sources(datasets, resolved)
 
@@ -222,7 +241,11 @@ def ensure_feature_cache(
             values = None
             row = 0
             with torch.no_grad():
-                for batch in tqdm(loader, desc=f"cache {spec.name}", unit="batch", leave=False):
+                # disable=None: no bar when stderr is not a terminal (a log file)
+                bar = tqdm(
+                    loader, desc=f"cache {spec.name}", unit="batch", leave=False, disable=None
+                )
+                for batch in bar:
                     batch = {
                         k: v.to(device) if isinstance(v, torch.Tensor) else v
                         for k, v in batch.items()

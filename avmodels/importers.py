@@ -52,6 +52,13 @@ class Importer:
     files: tuple[FileArg, ...]
     convert: Callable[[Mapping[str, StateDict]], tuple[str, dict[str, Any], StateDict]]
     extra: dict[str, Any] = field(default_factory=dict)
+    # How the released model's inputs were made: the avprep profile that reproduces the
+    # paper's preprocessing, the store layout its loader read, and the conventions in words.
+    # Written into the model file (meta "extraction", "input_convention") so that eval and
+    # localize feed the model as it was trained.
+    profile: str | None = None
+    layout: str = ""
+    convention: dict[str, str] = field(default_factory=dict)
 
 
 IMPORTERS: Registry[Importer] = Registry("importer")
@@ -165,7 +172,28 @@ def import_checkpoint(
             f"(ours {tuple(mine[bad[0]].shape)}, file {tuple(state[bad[0]].shape)})"
         )
     model.load_state_dict(state, strict=True)
-    return save_model(out, model, cfg, meta={"imported_from": importer, "sources": sources})
+    meta: dict[str, Any] = {"imported_from": importer, "sources": sources}
+    meta.update(input_record(imp))
+    return save_model(out, model, cfg, meta=meta)
+
+
+def input_record(imp: Importer) -> dict[str, Any]:
+    """``{"extraction": [...], "input_convention": {...}}`` for an imported model's file.
+
+    ``extraction`` has the form ``avmodels train`` records (layout, profile,
+    every profile parameter), so :func:`avmodels.engine.localize.training_input`
+    prepares a video exactly as the paper's data was prepared, and
+    ``avmodels eval`` can warn when a test store was extracted otherwise.
+    """
+    if imp.profile is None:
+        return {}
+    from avprep.profiles import get_profile
+
+    prof = get_profile(imp.profile)
+    return {
+        "extraction": [{"layout": imp.layout, "profile": prof.name, "params": prof.params()}],
+        "input_convention": dict(imp.convention),
+    }
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -248,6 +276,13 @@ IMPORTERS.add(
             FileArg("pcm", "pcm_best.pth (only for SSPL with PCM)", False),
         ),
         convert=convert_sspl,
+        profile="sspl",
+        layout="sspl",
+        convention={
+            "frame": "the middle frame, 256x256 cv2 INTER_CUBIC, float 0-255 (SSPL's HDF5 rows)",
+            "audio": "centre 3 s at 16 kHz, min-max normalised (normalize_audio)",
+            "spectrogram": "VGGish log-mel of the normalised clip, (3, 96, 64)",
+        },
     ),
 )
 
@@ -266,7 +301,12 @@ def convert_htf(states: Mapping[str, StateDict]) -> tuple[str, dict[str, Any], S
     from avmodels.methods.htf import htf_flowtype, htf_state_from_official
 
     state = htf_state_from_official(states["ckpt"])
-    return "htf", {"model": {"backbone": "resnet18", "flowtype": htf_flowtype(state)}}, state
+    patch = {
+        "model": {"backbone": "resnet18", "flowtype": htf_flowtype(state)},
+        # the released models were trained on flow stored as two uint8 JPEGs read back /255
+        "htf": {"legacy_flow": True},
+    }
+    return "htf", patch, state
 
 
 IMPORTERS.add(
@@ -276,6 +316,12 @@ IMPORTERS.add(
         description="SSL-TIE's released checkpoints (github.com/jinxiang-liu/SSL-TIE)",
         files=(FileArg("ckpt", "the released .pth.tar (a dict with 'state_dict')"),),
         convert=convert_ssl_tie,
+        profile="ssltie",
+        convention={
+            "frame": "frame 125 of a 25 fps export (4.96 s), 299x299, test: resize + centre crop 224",
+            "spectrogram": "torchaudio mel (n_fft 512, hop 239, 257 mels, normalized) in dB, "
+            "16 kHz tiled to 10 s: (1, 257, 670)",
+        },
     ),
 )
 IMPORTERS.add(
@@ -285,6 +331,14 @@ IMPORTERS.add(
         description="Hear-The-Flow's released .pth or a Lightning .ckpt (github.com/denfed/heartheflow)",
         files=(FileArg("ckpt", "flickr.pth / vggsound.pth ('model' key) or a Lightning .ckpt"),),
         convert=convert_htf,
+        profile="htf",
+        convention={
+            "frame": "frame N // 2 and the next one (flow) at native size, squashed to 224",
+            "flow": "Farneback, stored by the original as two uint8 JPEGs read back /255 "
+            "(htf.legacy_flow=true: negative motion lost, values ~0-0.02)",
+            "spectrogram": "scipy STFT (nperseg 512, noverlap 274) of the middle 3 s at "
+            "22,050 Hz, log(S + 1e-7) / 12: (257, 276)",
+        },
     ),
 )
 

@@ -230,8 +230,14 @@ def render_html(
     notes: Sequence[str] = (),
     meta: Mapping[str, Any] | None = None,
     reference: str = "centre",
+    classes: Sequence[Mapping[str, Any]] = (),
+    meta_title: str = "Run",
 ) -> str:
-    """The page as a string; image arguments are file names relative to the page."""
+    """The page as a string; image arguments are file names relative to the page.
+
+    ``classes`` are the rows of the per-class table (:func:`class_table`);
+    ``meta`` is shown under ``meta_title`` (the provenance of the figures).
+    """
     e = html.escape
     rows = _sorted_rows(rows)
     ref = next((r for r in rows if r.name == reference), None)
@@ -295,11 +301,24 @@ def render_html(
             '<p class="note">Green: ground-truth box of the sounding object; white dot: the '
             "peak of the map; colours: the map (red high, blue low).</p>"
         )
+    if classes:
+        out.append("<h2>Per class</h2>")
+        out.append(
+            '<table id="classes"><thead><tr><th>class</th><th>clips</th><th>cIoU</th>'
+            "<th>mean IoU</th><th>pointing</th></tr></thead><tbody>"
+        )
+        for c in classes:
+            out.append(
+                f'<tr data-class="{e(str(c["label"]))}"><td>{e(str(c["label"]))}</td>'
+                f"<td>{c['n']}</td><td>{_fmt(c['ciou'])}</td><td>{_fmt(c['mean_iou'])}</td>"
+                f"<td>{_fmt(c['pointing'])}</td></tr>"
+            )
+        out.append("</tbody></table>")
     if meta:
-        out.append('<h2>Run</h2><table class="meta">')
+        out.append(f'<h2>{e(meta_title)}</h2><table class="meta" id="provenance">')
         for k, v in meta.items():
             text = v if isinstance(v, str) else json.dumps(v, default=str)
-            out.append(f"<tr><td>{e(str(k))}</td><td>{e(text)}</td></tr>")
+            out.append(f'<tr data-key="{e(str(k))}"><td>{e(str(k))}</td><td>{e(text)}</td></tr>')
         out.append("</table>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
@@ -315,6 +334,8 @@ def write_report(
     notes: Sequence[str] = (),
     meta: Mapping[str, Any] | None = None,
     reference: str = "centre",
+    classes: Sequence[Mapping[str, Any]] = (),
+    meta_title: str = "Run",
 ) -> Path:
     """Write ``index.html``, ``success.png`` and the overlay PNGs; return the page's path."""
     out = Path(out_dir)
@@ -341,6 +362,8 @@ def write_report(
         notes=notes,
         meta=meta,
         reference=reference,
+        classes=classes,
+        meta_title=meta_title,
     )
     return write_text(out / "index.html", page)
 
@@ -382,24 +405,163 @@ def store_frames(path: str | os.PathLike) -> Callable[[str], np.ndarray]:
     return frame_of
 
 
+BASELINE_NOTES = {
+    "centre": "centred Gaussian, ignores the input",
+    "random": "seeded noise",
+    "whole image": "the whole frame as the sounding region (the field's trivial baseline)",
+    "ceiling": "the ground truth as a map",
+}
+
+
+def baseline_rows(annotations: Mapping[str, Any], preset: str, seed: int = 0) -> list[Row]:
+    """Rows of the reference maps on the scored clips: centre, random, whole image, ceiling."""
+    from avmodels.baselines import score_baselines, score_whole_image
+
+    scored = score_baselines(annotations, preset, seed=seed)
+    return [
+        Row("centre", "baseline", scored["centre"].to_dict(), BASELINE_NOTES["centre"]),
+        Row("random", "baseline", scored["random"].to_dict(), BASELINE_NOTES["random"]),
+        Row(
+            "whole image",
+            "baseline",
+            score_whole_image(annotations, preset),
+            BASELINE_NOTES["whole image"],
+        ),
+        Row("ceiling", "ceiling", scored["ceiling"].to_dict(), BASELINE_NOTES["ceiling"]),
+    ]
+
+
+def class_table(per_sample: Any, annotations: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """cIoU, mean IoU and pointing per class label (empty when no clip has a label).
+
+    Rows are sorted by clip count (largest first), then by label; clips
+    without a label are grouped as ``(none)``.
+    """
+    labels = {c: getattr(a, "label", None) for c, a in annotations.items()}
+    if not any(v for v in labels.values()):
+        return []
+    groups: dict[str, list[tuple[float, bool]]] = {}
+    for c, iou, hit in zip(per_sample["clip_id"], per_sample["iou"], per_sample["pointing_hit"]):
+        label = labels.get(str(c)) or "(none)"
+        groups.setdefault(label, []).append((float(iou), bool(hit)))
+    rows = []
+    for label, vals in groups.items():
+        ious = np.array([v for v, _ in vals], dtype=np.float64)
+        rows.append(
+            {
+                "label": label,
+                "n": len(vals),
+                "ciou": float(np.sum(ious >= 0.5) / ious.size),
+                "mean_iou": float(np.mean(ious)),
+                "pointing": float(np.mean([h for _, h in vals])),
+            }
+        )
+    return sorted(rows, key=lambda r: (-r["n"], r["label"]))
+
+
+def _model_facts(model_file: str | None) -> dict[str, Any]:
+    """sha256, epoch and selection rule of a model file (empty when it is gone)."""
+    if not model_file or not Path(model_file).is_file():
+        return {}
+    from avprep.atomic import sha256_file
+
+    facts: dict[str, Any] = {"checkpoint_sha256": sha256_file(model_file)}
+    try:
+        from avmodels.engine.checkpoint import load_model_file
+
+        meta = load_model_file(model_file).get("meta") or {}
+    except InputError:
+        return facts
+    for key, name in (("epoch", "epoch"), ("select", "selection rule"), ("score", "score")):
+        if meta.get(key) is not None:
+            facts[name] = meta[key]
+    return facts
+
+
+def provenance(metrics: Mapping[str, Any], eval_dir: str | os.PathLike) -> dict[str, Any]:
+    """Where the figures come from: checkpoint and its sha256, epoch, selection rule,
+    preset, benchmark, id list and count, data, code version, date.
+
+    Read from ``metrics.json`` (``avmodels eval --report`` records them); what
+    an older folder lacks is taken from the model file when it is still there.
+    """
+    from avmodels import __version__
+    from avmodels.provenance import written_at
+
+    facts = _model_facts(metrics.get("model_file"))
+    out: dict[str, Any] = {
+        "checkpoint": metrics.get("model_file", "unknown"),
+        "checkpoint sha256": metrics.get("model_sha256")
+        or facts.get("checkpoint_sha256", "unknown"),
+        "epoch": metrics.get("epoch", facts.get("epoch", "unknown")),
+        "selection rule": metrics.get("select", facts.get("selection rule", "unknown")),
+        "method": metrics.get("method", "unknown"),
+        "preset": metrics.get("preset", "unknown"),
+        "benchmark": metrics.get("benchmark", "unknown"),
+        "annotations": metrics.get("annotations", "unknown"),
+        "id list": metrics.get("ids") or "all annotated clips in the data",
+        "clips scored": metrics.get("n", "unknown"),
+        "training seed": metrics.get("seed", "unknown"),
+        "data": metrics.get("data", "unknown"),
+        "code version (eval)": metrics.get("code_version", "unknown"),
+        "evaluated at": written_at(Path(eval_dir) / "metrics.json"),
+        "eval folder": str(eval_dir),
+        "report written by": f"avmodels {__version__}",
+    }
+    if metrics.get("n_ids") is not None:
+        out["id list"] = f"{out['id list']} ({metrics['n_ids']} ids)"
+    return out
+
+
+def _annotations_of(
+    annotations: Mapping[str, Any] | str | os.PathLike | None,
+    benchmark: str | None,
+    metrics: Mapping[str, Any],
+    src: Path,
+) -> dict[str, Any]:
+    """The scored clips' ground truth: a mapping as given, else a file loaded."""
+    if annotations is None:
+        annotations = metrics.get("annotations")
+        if not annotations:
+            raise InputError(f"{src}/metrics.json names no annotations: pass --annotations PATH")
+    if isinstance(annotations, Mapping):
+        return dict(annotations)
+    from avprep.annotations import load_annotations
+
+    bench = benchmark or metrics.get("benchmark")
+    if not bench:
+        raise InputError(f"{src}/metrics.json names no benchmark: pass --benchmark NAME")
+    if not Path(annotations).exists():
+        raise InputError(f"annotations not found: {annotations} (pass --annotations PATH)")
+    return load_annotations(annotations, str(bench))
+
+
 def report_from_eval(
     eval_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
-    annotations: Mapping[str, Any],
+    annotations: Mapping[str, Any] | str | os.PathLike | None = None,
     *,
+    benchmark: str | None = None,
     frames: str | os.PathLike | Callable[[str], np.ndarray] | None = None,
-    extra_rows: Sequence[Row] = (),
+    extra_rows: Sequence[Row] | None = None,
     k: int = 4,
     name: str | None = None,
     title: str | None = None,
     notes: Sequence[str] = (),
     meta: Mapping[str, Any] | None = None,
+    seed: int = 0,
 ) -> Path:
-    """The report of an ``avmodels eval --report`` folder, beside ``extra_rows`` (baselines).
+    """The report of an ``avmodels eval --report`` folder.
 
-    ``annotations`` are the scored clips' ground truth (for the boxes drawn);
-    ``frames`` is a store path or a ``clip id -> frame`` callable (without it
-    the page has no overlays).
+    ``annotations``: the ground truth as ``{clip id: Annotation}``, or its
+    file/folder (read as ``benchmark``, by default the one ``metrics.json``
+    names), or ``None`` for the file ``metrics.json`` names. ``frames``: a
+    store path or a ``clip id -> frame`` callable (without it the page has no
+    overlays; ``None`` uses the evaluated store when it holds frames).
+    ``extra_rows``: the rows beside the model; ``None`` scores the baselines
+    (centre, random, whole image, ceiling) on the scored clips with the
+    evaluation's preset. ``meta``: the provenance table; ``None`` builds it
+    with :func:`provenance`.
     """
     import pandas as pd
 
@@ -409,8 +571,20 @@ def report_from_eval(
             raise InputError(f"{src} has no {f}: run `avmodels eval ... --report {src}` first")
     metrics = json.loads((src / "metrics.json").read_text())
     per_sample = pd.read_csv(src / "per_sample.csv", dtype={"clip_id": str})
+    anns = _annotations_of(annotations, benchmark, metrics, src)
+    scored = {c: anns[c] for c in per_sample["clip_id"] if c in anns}
+    missing = [c for c in per_sample["clip_id"] if c not in anns]
+    if missing:
+        raise InputError(
+            f"{len(missing)} scored clips have no annotation in the ground truth given "
+            f"(e.g. {', '.join(missing[:3])}): is it the file the evaluation used?"
+        )
     label = name or str(metrics.get("method") or "model")
+    if extra_rows is None:
+        extra_rows = baseline_rows(scored, str(metrics.get("preset") or "default"), seed=seed)
     rows = [Row(label, "model", metrics), *extra_rows]
+    if frames is None:
+        frames = _store_with_frames(metrics.get("data"))
     best: list[Example] = []
     worst: list[Example] = []
     if frames is not None:
@@ -418,8 +592,8 @@ def report_from_eval(
         b_ids, w_ids = pick_examples(per_sample, k)
         with np.load(src / "maps.npz") as npz:
             maps = {c: npz[c] for c in (*b_ids, *w_ids)}
-        best = examples_for(b_ids, per_sample, maps, annotations, frame_of)
-        worst = examples_for(w_ids, per_sample, maps, annotations, frame_of)
+        best = examples_for(b_ids, per_sample, maps, scored, frame_of)
+        worst = examples_for(w_ids, per_sample, maps, scored, frame_of)
     return write_report(
         out_dir,
         rows,
@@ -427,8 +601,175 @@ def report_from_eval(
         best=best,
         worst=worst,
         notes=notes,
-        meta=meta,
+        meta=provenance(metrics, src) if meta is None else meta,
+        classes=class_table(per_sample, scored),
+        meta_title="Provenance" if meta is None else "Run",
     )
+
+
+def _store_with_frames(data: Any) -> str | None:
+    """The one evaluated store, when there is one and it holds frames."""
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
+    if not isinstance(data, str) or not Path(data).exists():
+        return None
+    try:
+        from avprep.store import open_dataset
+
+        open_dataset(data, modalities=["frame"])
+    except Exception as exc:  # a store without frames, or another layout: no overlays
+        log.info("no overlays: %s (%s)", data, exc)
+        return None
+    return data
+
+
+# -- comparing runs ---------------------------------------------------------------
+METRIC_KEYS = tuple(k for k, _ in COLUMNS)
+GROUP_KEYS = ("method", "benchmark", "preset", "clips")
+
+
+def find_evals(path: str | os.PathLike) -> list[Path]:
+    """The eval folders (holding ``metrics.json``) of an eval folder or a run folder.
+
+    A run folder's evaluations are its sub-folders (two levels deep) that hold
+    a ``metrics.json``, e.g. ``RUN/eval`` from ``avmodels eval --run RUN
+    --report RUN/eval``.
+    """
+    root = Path(path)
+    if (root / "metrics.json").is_file():
+        return [root]
+    if not root.is_dir():
+        raise InputError(f"{root}: no such run or eval folder")
+    found = sorted(
+        {p.parent for p in (*root.glob("*/metrics.json"), *root.glob("*/*/metrics.json"))}
+    )
+    if not found:
+        raise InputError(
+            f"{root} holds no evaluation (no metrics.json): run "
+            f"`avmodels eval --run {root} ... --report {root}/eval` first"
+        )
+    return found
+
+
+def _seed_of(metrics: Mapping[str, Any]) -> Any:
+    if metrics.get("seed") is not None:
+        return metrics["seed"]
+    model_file = metrics.get("model_file")
+    if model_file and Path(model_file).is_file():
+        from avmodels.engine.checkpoint import load_model_file
+
+        try:
+            cfg = load_model_file(model_file).get("config") or {}
+        except InputError:
+            return None
+        return (cfg.get("train") or {}).get("seed")
+    return None
+
+
+def compare_runs(paths: Sequence[str | os.PathLike]) -> tuple[list[dict], list[dict]]:
+    """``(groups, runs)``: one row per evaluation, and per group of runs that differ
+    only by seed (same method, benchmark, preset and clip count) the mean and
+    sample standard deviation (ddof=1; empty for a single run) of each metric.
+    """
+    runs: list[dict[str, Any]] = []
+    seen: set[Path] = set()
+    for p in paths:
+        for folder in find_evals(p):
+            if folder.resolve() in seen:
+                continue
+            seen.add(folder.resolve())
+            m = json.loads((folder / "metrics.json").read_text())
+            runs.append(
+                {
+                    "eval": str(folder),
+                    "method": str(m.get("method") or "model"),
+                    "benchmark": str(m.get("benchmark") or ""),
+                    "preset": str(m.get("preset") or ""),
+                    "clips": m.get("n"),
+                    "seed": _seed_of(m),
+                    **{k: m.get(k) for k in METRIC_KEYS},
+                }
+            )
+    if not runs:
+        raise InputError("nothing to compare: give run or eval folders")
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(tuple(r[k] for k in GROUP_KEYS), []).append(r)
+    out = []
+    for key, members in groups.items():
+        row: dict[str, Any] = dict(zip(GROUP_KEYS, key))
+        row["runs"] = len(members)
+        row["seeds"] = " ".join(str(r["seed"]) for r in members if r["seed"] is not None)
+        for k in METRIC_KEYS:
+            vals = np.array(
+                [float("nan") if r[k] is None else float(r[k]) for r in members], np.float64
+            )
+            row[f"{k}_mean"] = float(np.mean(vals))
+            row[f"{k}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+        out.append(row)
+    return out, runs
+
+
+def _pm(mean: float, std: float | None) -> str:
+    if mean is None or math.isnan(mean):
+        return "n/a"
+    return f"{mean:.3f}" if std is None or math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def compare_markdown(groups: Sequence[Mapping[str, Any]]) -> str:
+    """The comparison as a Markdown table (mean ± sample std over the runs of a row)."""
+    head = ["method", "benchmark", "preset", "clips", "runs", "seeds", *(h for _, h in COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        cells = [str(g[k]) for k in (*GROUP_KEYS, "runs", "seeds")]
+        cells += [_pm(g[f"{k}_mean"], g[f"{k}_std"]) for k in METRIC_KEYS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_compare(out_dir: str | os.PathLike, paths: Sequence[str | os.PathLike]) -> Path:
+    """``index.html``, ``compare.csv`` (one row per group), ``compare.md`` and
+    ``runs.csv`` (one row per evaluation) in ``out_dir``; returns the page."""
+    import pandas as pd
+
+    groups, runs = compare_runs(paths)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "compare.csv") as tmp:
+        pd.DataFrame(groups).to_csv(tmp, index=False)
+    with atomic_path(out / "runs.csv") as tmp:
+        pd.DataFrame(runs).to_csv(tmp, index=False)
+    md = compare_markdown(groups)
+    write_text(out / "compare.md", md)
+    e = html.escape
+    head = ["method", "benchmark", "preset", "clips", "runs", "seeds", *(h for _, h in COLUMNS)]
+    page = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Comparison of {len(runs)} evaluations</title><style>{_CSS}</style></head><body>",
+        f"<h1>Comparison of {len(runs)} evaluations</h1>",
+        '<p class="note">One row per method, benchmark, preset and clip count; the '
+        "figures are the mean &plusmn; the sample standard deviation over its runs "
+        '(seeds). Also in <a href="compare.csv">compare.csv</a>, '
+        '<a href="compare.md">compare.md</a> and, run by run, <a href="runs.csv">runs.csv</a>.</p>',
+        '<table id="compare"><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in head),
+        "</tr></thead><tbody>",
+    ]
+    for g in groups:
+        cells = [e(str(g[k])) for k in (*GROUP_KEYS, "runs", "seeds")]
+        cells += [e(_pm(g[f"{k}_mean"], g[f"{k}_std"])) for k in METRIC_KEYS]
+        page.append(
+            f'<tr data-name="{e(g["method"])}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+        )
+    page.append('</tbody></table><h2>Evaluations</h2><table id="runs"><thead><tr>')
+    page.append("<th>eval folder</th><th>method</th><th>seed</th>")
+    page.append("".join(f"<th>{e(h)}</th>" for _, h in COLUMNS) + "</tr></thead><tbody>")
+    for r in runs:
+        cells = [e(r["eval"]), e(r["method"]), e(str(r["seed"]))]
+        cells += [_fmt(None if r[k] is None else float(r[k])) for k in METRIC_KEYS]
+        page.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    page.append("</tbody></table></body></html>")
+    return write_text(out / "index.html", "\n".join(page) + "\n")
 
 
 def text_table(rows: Sequence[Row], reference: str = "centre") -> str:

@@ -3,15 +3,18 @@
 A file that exists under its final name is complete: every writer goes
 through a temporary name in the same folder and ``os.replace`` at the end.
 Temporary names start with ``.tmp-`` so a crash leaves nothing that looks
-finished (and ``cleanup_temps`` can sweep them).
+finished (and ``cleanup_temps`` can sweep them). The final file gets the
+mode ``open()`` would give it (0o666 less the umask), not mkstemp's 0600.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,11 +42,34 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
         yield tmp_path
         if not tmp_path.exists():
             raise FileNotFoundError(f"nothing was written to {tmp_path}")
+        # mkstemp makes 0600 files: give the final file the mode open() would
+        os.chmod(tmp_path, file_mode())
         os.replace(tmp_path, final)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            from avprep.diskfull import disk_full_error
+
+            raise disk_full_error(final) from exc
         raise
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` gives a new file: 0o666 less the umask."""
+    return 0o666 & ~current_umask()
 
 
 def write_bytes(final: str | os.PathLike, data: bytes) -> Path:
@@ -71,10 +97,20 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def cleanup_temps(folder: str | os.PathLike) -> int:
-    """Remove temporaries a killed run left in ``folder``; return how many."""
+def cleanup_temps(folder: str | os.PathLike, *, dirs: bool = False) -> int:
+    """Remove temporaries a killed run left in ``folder``; return how many.
+
+    Files named ``.tmp-*``; with ``dirs`` also ``.tmp-*`` folders (work areas).
+    Call it only while holding the folder's lock (:mod:`avprep.lock`): a
+    running writer's temporaries look the same.
+    """
     n = 0
     for p in Path(folder).glob(TMP_PREFIX + "*"):
+        if p.is_dir() and not p.is_symlink():
+            if dirs:
+                shutil.rmtree(p, ignore_errors=True)
+                n += 1
+            continue
         with contextlib.suppress(OSError):
             p.unlink()
             n += 1

@@ -33,7 +33,6 @@ from typing import Any
 
 import yaml
 
-import avprep
 from avprep import __version__
 from avprep.atomic import atomic_path, sha256_file
 from avprep.errors import (
@@ -131,11 +130,14 @@ class Catalog:
 
 
 def metadata_dir() -> Path:
-    """The folder holding ``registry.yaml``: ``$AVPREP_METADATA`` or ``<repo>/metadata``."""
+    """The folder holding ``registry.yaml``: ``$AVPREP_METADATA``, else ``<repo>/metadata``
+    in a source checkout, else the copy an installed wheel ships (see :mod:`avprep.shipped`)."""
     env = os.environ.get(ENV_DIR)
     if env:
         return Path(env).expanduser()
-    return Path(avprep.__file__).resolve().parents[1] / "metadata"
+    from avprep.shipped import data_dir
+
+    return data_dir("metadata")
 
 
 def _entry(raw: object, where: str) -> Entry:

@@ -15,12 +15,15 @@ COMMANDS = {
     "doctor": "avprep.commands.doctor:doctor",
     "metadata": "avprep.commands.metadata:metadata",
     "download": "avprep.commands.download:download",
+    "ingest": "avprep.commands.ingest:ingest",
     "extract": "avprep.commands.extract:extract",
     "pack-h5": "avprep.commands.pack:pack_h5",
     "verify": "avprep.commands.verify:verify",
     "convert": "avprep.commands.convert:convert",
     "synth": "avprep.commands.synth:synth",
     "run": "avprep.commands.run:run",
+    "chaotic-world": "avprep.commands.chaotic:chaotic_world",
+    "htf-test-times": "avprep.commands.htf:htf_test_times",
     "pairs": "avprep.commands.pairs:pairs",
 }
 

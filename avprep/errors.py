@@ -59,3 +59,11 @@ class StoreError(AvprepError):
 
 class AnnotationError(InputError):
     """Ground-truth annotations are malformed or unsafe."""
+
+
+class DiskFullError(AvprepError):
+    """The disk (or quota) is full: a property of the machine, not of a clip.
+
+    The run stops; the clip it was working on is recorded as retryable and the
+    next run redoes it once space is freed.
+    """

@@ -31,11 +31,12 @@ def video_id(clip_id: str, source: str) -> str:
     return clip_id
 
 
-def _table(side: Side, skip_bad: bool) -> pd.DataFrame:
+def _table(side: Side, skip_bad: bool, dataset: str | None = None) -> pd.DataFrame:
     if isinstance(side, pd.DataFrame):
         return side
     if isinstance(side, str | os.PathLike):
-        return load_clips(Path(side) if isinstance(side, os.PathLike) else side, skip_bad=skip_bad)
+        src = Path(side) if isinstance(side, os.PathLike) else side
+        return load_clips(src, skip_bad=skip_bad, dataset=dataset)
     ids = list(dict.fromkeys(side))
     return pd.DataFrame({"clip_id": ids, "source": ["other"] * len(ids)})
 
@@ -46,15 +47,19 @@ def _label(side: Side, df: pd.DataFrame) -> str | None:
     return None
 
 
-def check_leakage(train: Side, test: Side, *, skip_bad: bool = False) -> dict:
+def check_leakage(
+    train: Side, test: Side, *, skip_bad: bool = False, dataset: str | None = None
+) -> dict:
     """Compare two clip lists (paths, registry names, clip tables or id iterables).
 
     Returns ``train``, ``test`` (numbers of distinct clips), ``overlap`` (train
     clips that are test clips) and ``overlap_ids`` (sorted), plus
     ``overlap_fraction_of_test``, ``video_overlap`` / ``video_overlap_ids``
-    (videos on both sides), and ``train_name`` / ``test_name``.
+    (videos on both sides), and ``train_name`` / ``test_name``. ``dataset``
+    reads both lists as that corpus (``chaotic``: ``<VID>_<fid>`` ids, so
+    videos are compared too).
     """
-    tr, te = _table(train, skip_bad), _table(test, skip_bad)
+    tr, te = _table(train, skip_bad, dataset), _table(test, skip_bad, dataset)
     tr_ids, te_ids = set(tr["clip_id"]), set(te["clip_id"])
     overlap = sorted(tr_ids & te_ids)
 

@@ -2,8 +2,13 @@
 
 A manifest is an append-only JSON-lines file, one :class:`ClipRecord` a line.
 The last record of a clip wins, so a rerun appends instead of rewriting; a
-line cut short by a crash (kill -9 mid-write) is ignored on load. Only the
-parent process appends (workers return records), so lines never interleave.
+line cut short by a crash (kill -9 or a full disk mid-write) is ignored on
+load, and the first append of a later run cuts it off (or terminates it, if
+it is a whole record that only lacks its newline) so the new record starts on
+a line of its own. A line that is valid JSON but not a record (``null``, a
+list, a non-string ``clip_id``, an unknown status) is an :class:`InputError`
+naming the file and line. Only the parent process appends (workers return
+records), so lines never interleave.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from avprep.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,8 @@ class ClipRecord:
     time: float = dataclasses.field(default_factory=time.time)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.clip_id, str):
+            raise ValueError(f"clip_id must be a string, not {type(self.clip_id).__name__}")
         if self.status not in STATUSES:
             raise ValueError(f"bad status {self.status!r}; valid: {', '.join(STATUSES)}")
 
@@ -63,29 +72,34 @@ class Manifest:
         self.path = Path(path)
         self._records: dict[str, ClipRecord] = {}
         self._header: dict[str, Any] = {}
+        self._repaired = False
         if self.path.exists():
             self._load()
 
     def _load(self) -> None:
         bad = 0
-        with open(self.path, encoding="utf-8") as fh:
-            for line in fh:
+        with open(self.path, encoding="utf-8", errors="replace") as fh:
+            for lineno, line in enumerate(fh, 1):
                 line = line.strip()
                 if not line:
                     continue
                 try:
                     d = json.loads(line)
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):
                     bad += 1  # a line cut short by a crash
                     continue
-                if "_header" in d:
+                if isinstance(d, dict) and isinstance(d.get("_header"), dict):
                     self._header.update(d["_header"])
                     continue
                 try:
+                    if not isinstance(d, dict):
+                        raise ValueError(f"a JSON {type(d).__name__}, not an object")
                     rec = ClipRecord.from_dict(d)
-                except (TypeError, ValueError):
-                    bad += 1
-                    continue
+                except (TypeError, ValueError) as exc:
+                    raise InputError(
+                        f"{self.path}:{lineno}: not a manifest record ({exc}); "
+                        "fix or remove that line"
+                    ) from None
                 self._records[rec.clip_id] = rec
         if bad:
             log.warning("%s: ignored %d unreadable line(s) (interrupted write?)", self.path, bad)
@@ -115,13 +129,72 @@ class Manifest:
         return dict(self._header)
 
     # -- writing -----------------------------------------------------------
-    def _append_lines(self, lines: Iterable[str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            for line in lines:
-                fh.write(line + "\n")
+    def repair_tail(self) -> int:
+        """Make the file end with a newline before appending; return bytes removed.
+
+        A last line without its newline is what a write cut short leaves. If
+        it is a whole JSON object only the newline is added; otherwise the
+        torn bytes (already ignored on load) are cut off, so the next record
+        is not glued onto them and lost with them.
+        """
+        self._repaired = True
+        try:
+            fh = open(self.path, "r+b")
+        except FileNotFoundError:
+            return 0
+        with fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size == 0:
+                return 0
+            fh.seek(size - 1)
+            if fh.read(1) == b"\n":
+                return 0
+            start, pos, chunk = 0, size, 1 << 16
+            while pos > 0:  # find the start of the last line
+                step = min(chunk, pos)
+                pos -= step
+                fh.seek(pos)
+                nl = fh.read(step).rfind(b"\n")
+                if nl >= 0:
+                    start = pos + nl + 1
+                    break
+            fh.seek(start)
+            tail = fh.read()
+            try:
+                whole = isinstance(json.loads(tail.decode("utf-8")), dict)
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                whole = False
+            if whole:
+                fh.seek(size)
+                fh.write(b"\n")
+                removed = 0
+            else:
+                fh.truncate(start)
+                removed = size - start
+                log.warning(
+                    "%s: removed a torn last line (%d bytes) an interrupted write left",
+                    self.path, removed,
+                )  # fmt: skip
             fh.flush()
             os.fsync(fh.fileno())
+        return removed
+
+    def _append_lines(self, lines: Iterable[str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if not self._repaired:
+                self.repair_tail()
+            with open(self.path, "a", encoding="utf-8") as fh:
+                for line in lines:
+                    fh.write(line + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            from avprep.diskfull import FULL_ERRNOS, disk_full_error
+
+            if exc.errno in FULL_ERRNOS:  # a line cut short is repaired by the next append
+                raise disk_full_error(self.path) from None
+            raise
 
     def write_header(self, **facts: Any) -> None:
         self._header.update(facts)
@@ -139,9 +212,20 @@ class Manifest:
             if counts.get(status):
                 lines.append(f"{status:<12} {counts[status]:>6}")
         lines.append(f"{'total':<12} {len(self):>6}")
-        reasons = Counter(r.error for r in self._records.values() if r.error and not r.ok)
+        reasons = Counter(
+            _generic_reason(r.error, r.clip_id)
+            for r in self._records.values()
+            if r.error and not r.ok
+        )
         if reasons:
             lines.append("top error reasons:")
             for reason, n in reasons.most_common(top):
                 lines.append(f"  {n:>6}  {reason[:160]}")
         return "\n".join(lines)
+
+
+def _generic_reason(error: str, clip_id: str) -> str:
+    """``error`` with the clip's own id replaced by ``<id>``, so reasons group across clips."""
+    if len(clip_id) < 3:  # too short to replace without hitting ordinary words
+        return error
+    return error.replace(clip_id, "<id>")

@@ -11,6 +11,9 @@ with its options::
         command: download
         args: {ids: ezvsl/flickr-10k, out: "{workdir}/videos", jobs: "{jobs}"}
 
+A stage whose command starts with ``avmodels`` (``command: avmodels train``)
+runs that ``avmodels`` subcommand (train/eval after the data stages).
+
 ``{workdir}`` and every key of ``vars`` are substituted in argument values
 (``--set key=value`` overrides vars). A value ``true`` is a bare flag, a list
 repeats the option, and ``args: {_: [a, b]}`` gives positional arguments.
@@ -131,6 +134,16 @@ def load_pipeline(path: str | Path) -> Pipeline:
     )
 
 
+def cli_for(root: click.Group, words: tuple[str, ...] | list[str]) -> tuple[click.Group, list[str]]:
+    """The command-line group a stage runs in and its words: ``avmodels ...`` stages
+    go to the avmodels CLI (imported only then: avprep alone needs no torch)."""
+    if words and words[0] == "avmodels":
+        from avmodels.cli import cli as models_cli
+
+        return models_cli, list(words[1:])
+    return root, list(words)
+
+
 def resolve_command(root: click.Group, words: tuple[str, ...]) -> click.Command:
     """Find the click command for ``words`` (e.g. ``("metadata", "fetch")``)."""
     cmd: click.Command = root
@@ -147,7 +160,7 @@ def resolve_command(root: click.Group, words: tuple[str, ...]) -> click.Command:
 
 def check_stage(root: click.Group, stage: Stage) -> None:
     """Check that a stage's command exists and accepts every option it passes."""
-    cmd = resolve_command(root, stage.command)
+    cmd = resolve_command(*cli_for(root, stage.command))
     known = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
     for key in stage.args:
         if key == "_":
@@ -224,10 +237,12 @@ def run_pipeline(
             results.append((stage.name, "skipped", 0.0))
             continue
         redo_rest = True  # later stages consume this stage's output
-        echo(f"[{stage.name}] avprep {' '.join(argv)}")
+        group, args = cli_for(root, argv)
+        prog = "avmodels" if group is not root else "avprep"
+        echo(f"[{stage.name}] {prog} {' '.join(args)}")
         t0 = time.monotonic()
         try:
-            root.main(args=argv, prog_name="avprep", standalone_mode=False)
+            group.main(args=args, prog_name=prog, standalone_mode=False)
         except SystemExit as exc:
             if exc.code not in (0, None):
                 raise AvprepError(

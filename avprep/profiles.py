@@ -35,6 +35,11 @@ AUDIO_WINDOWS = ("centre", "at-frame", "start")
 SHORT_AUDIO = ("tile-centre", "tile-start", "pad")
 FLOWS = ("farneback", "dis")
 SEEKS = ("exact", "keyframe")
+# what an audio window that leaves the track becomes (``--times``; see avprep.stages.times)
+WINDOW_OUTSIDE = ("shift", "skip", "pad")
+# parameters added after manifests were first written: omitted from ``params()`` at their
+# default, so folders extracted before they existed still resume
+_LATE_DEFAULTS = {"window_outside": "shift", "source_scale": None}
 
 _FPS = re.compile(r"^fps:(\d+(?:\.\d+)?)$")
 
@@ -58,6 +63,11 @@ class Profile:
     flow: str | None = None
     flow_legacy_htf: bool = False
     description: str = ""
+    # ``shift`` (into the track), ``skip`` (fail the clip) or ``pad`` (silence)
+    window_outside: str = "shift"
+    # "WxH": ffmpeg scales every decoded frame to this size first (the Chaotic World fork
+    # exports 320x180 PNGs with ``-vf scale=320:180`` before its own resize); None: native
+    source_scale: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -74,6 +84,9 @@ class Profile:
         _choice("short_audio", self.short_audio, SHORT_AUDIO)
         if self.flow is not None:
             _choice("flow", self.flow, FLOWS)
+        _choice("window_outside", self.window_outside, WINDOW_OUTSIDE)
+        if self.source_scale is not None:
+            source_scale_value(self.source_scale)
         if self.flow_legacy_htf and self.flow is None:
             raise ConfigError("flow_legacy_htf needs a flow method (e.g. --flow farneback)")
         if self.resize != "none" and (self.image_size is None or self.image_size < 8):
@@ -115,6 +128,9 @@ class Profile:
         """All parameters as a JSON-ready dict (the manifest header's ``profile_params``)."""
         d = dataclasses.asdict(self)
         d.pop("description")
+        for key, default in _LATE_DEFAULTS.items():
+            if d.get(key) == default:
+                d.pop(key)
         return d
 
     @property
@@ -128,6 +144,14 @@ class Profile:
 def _choice(what: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ConfigError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+
+
+def source_scale_value(value: str) -> tuple[int, int]:
+    """``"320x180"`` -> ``(320, 180)`` (even sizes >= 2; ffmpeg's scale filter takes them)."""
+    m = re.fullmatch(r"(\d{1,5})x(\d{1,5})", str(value).strip())
+    if not m or int(m.group(1)) < 2 or int(m.group(2)) < 2:
+        raise ConfigError(f"source_scale must be WIDTHxHEIGHT (e.g. 320x180), got {value!r}")
+    return int(m.group(1)), int(m.group(2))
 
 
 def frame_at_value(frame_at: str) -> tuple[str, float | None]:
@@ -242,6 +266,28 @@ PROFILES.add(
     ),
 )
 
+PROFILES.add(
+    "chaotic",
+    Profile(
+        name="chaotic",
+        # with --times: the annotated frame (start_fid), the window centred on start_time;
+        # without: SSPL's middle frame and centre window (plus the 320x180 pre-scale)
+        frame_at="middle",
+        image_size=256,
+        resize="squash",
+        interpolation="cubic",
+        audio_seconds=3.0,
+        audio_window="centre",
+        sample_rate=16000,
+        short_audio="tile-centre",
+        spectrogram="vggish-sspl",
+        window_outside="skip",
+        source_scale="320x180",
+        description="Chaotic World (SSPL fork, ICME 2024): the annotated frame scaled to "
+        "320x180 by ffmpeg then 256x256 (cv2 cubic), 3 s centred on the annotated time at "
+        "16 kHz (clips whose window leaves the track are skipped), SSPL's VGGish log-mel",
+    ),
+)
 PROFILES.add(
     "ezvsl",
     Profile(

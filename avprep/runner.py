@@ -4,18 +4,25 @@ Workers run ``fn(item) -> ClipRecord`` and must not raise for expected
 failures (they return a failed record instead). The parent process appends
 each record to the manifest as soon as it arrives, so Ctrl-C or a crash loses
 no finished clip. Unexpected exceptions inside ``fn`` are turned into failed
-records with the exception text, so one bad clip never stops a run.
+records with the exception text, so one bad clip never stops a run. A full
+disk is the exception: the clip gets a failed record marked retryable
+(``meta["retryable"]``) and the run stops with a :class:`DiskFullError`
+("disk full at PATH"); the next run redoes that clip.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from avprep.errors import AvprepError, ConfigError
+from avprep.atomic import TMP_PREFIX
+from avprep.diskfull import FULL_ERRNOS, RETRYABLE, disk_full_error, disk_full_path
+from avprep.errors import AvprepError, ConfigError, DiskFullError
 from avprep.manifest import FAILED, ClipRecord, Manifest
 
 log = logging.getLogger(__name__)
@@ -33,12 +40,29 @@ class _Guarded:
     def __call__(self, item: Any) -> ClipRecord:
         try:
             return self.fn(item)
-        except AvprepError as exc:
-            return ClipRecord(clip_id=self.key(item), status=FAILED, error=str(exc))
-        except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the run
-            return ClipRecord(
-                clip_id=self.key(item), status=FAILED, error=f"{type(exc).__name__}: {exc}"
-            )
+        except Exception as exc:  # noqa: BLE001 - sorted out below
+            where = disk_full_path(exc)
+            if where is None:
+                return self._failed(item, exc)
+            rec = retryable_record(self.key(item), where)
+            if isinstance(exc, DiskFullError):
+                rec.meta["message"] = str(exc)
+            return rec
+
+    def _failed(self, item: Any, exc: Exception) -> ClipRecord:
+        # one bad clip must not stop the run
+        error = str(exc) if isinstance(exc, AvprepError) else f"{type(exc).__name__}: {exc}"
+        return ClipRecord(clip_id=self.key(item), status=FAILED, error=error)
+
+
+def retryable_record(clip_id: str, where: str) -> ClipRecord:
+    """The record of a clip stopped by a full disk: failed now, redone by the next run."""
+    return ClipRecord(
+        clip_id=clip_id,
+        status=FAILED,
+        error=f"disk full at {where or 'the output folder'} (retryable: the next run redoes it)",
+        meta={RETRYABLE: True, "disk_full": where},
+    )
 
 
 def _default_key(item: Any) -> str:
@@ -56,6 +80,7 @@ def map_clips(
     desc: str = "clips",
     key: Callable[[Any], str] = _default_key,
     progress: bool = True,
+    unit: str = "clip",
 ) -> Iterator[ClipRecord]:
     """Run ``fn`` over ``items`` and yield records in completion order.
 
@@ -67,17 +92,40 @@ def map_clips(
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     guarded = _Guarded(fn, key)
-    bar = tqdm(total=len(items), desc=desc, unit="clip", disable=not progress or not items)
+    # disable=None: no bar when stderr is not a terminal (a log file gets no carriage returns)
+    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=None if progress and items else True)
+    scratch = None
     try:
-        for rec in _dispatch(guarded, items, jobs=jobs, backend=backend, scheduler=scheduler):
+        # loky's memory-mapping folder inside the output folder's temp area (swept by the
+        # next run under the folder's lock) rather than /dev/shm, where a kill -9 of the
+        # whole process group leaves it behind (docs/reliability.md)
+        scratch = None if manifest is None else str(manifest.path.parent / f"{TMP_PREFIX}joblib")
+        for rec in _dispatch(
+            guarded, items, jobs=jobs, backend=backend, scheduler=scheduler, temp_folder=scratch
+        ):
             if manifest is not None:
-                manifest.append(rec)
+                try:
+                    manifest.append(rec)
+                except OSError as exc:
+                    if exc.errno in FULL_ERRNOS:
+                        raise disk_full_error(manifest.path) from None
+                    raise
+            if rec.meta.get(RETRYABLE):
+                if rec.meta.get("message"):
+                    raise DiskFullError(rec.meta["message"])
+                where = rec.meta.get("disk_full") or (
+                    "?" if manifest is None else manifest.path.parent
+                )
+                raise disk_full_error(where)
             bar.update(1)
             if not rec.ok:
                 bar.set_postfix_str(f"last failure: {rec.clip_id}", refresh=False)
             yield rec
     finally:
         bar.close()
+        if scratch is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(scratch)  # empty once joblib is done with it
 
 
 def _dispatch(
@@ -87,6 +135,7 @@ def _dispatch(
     jobs: int,
     backend: str,
     scheduler: str | None,
+    temp_folder: str | None = None,
 ) -> Iterable[ClipRecord]:
     if not items:
         return
@@ -97,7 +146,9 @@ def _dispatch(
     if backend == "loky":
         from joblib import Parallel, delayed
 
-        par = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
+        par = Parallel(
+            n_jobs=jobs, backend="loky", return_as="generator_unordered", temp_folder=temp_folder
+        )
         yield from par(delayed(fn)(item) for item in items)
         return
     yield from _dispatch_dask(fn, items, jobs=jobs, scheduler=scheduler)

@@ -633,3 +633,20 @@ def test_two_ranks_with_shared_negatives_equal_one_process(tmp_path, name):
     zero = load_model_file(init / "final.pt")["state_dict"]
     assert not torch.allclose(zero["img_proj1.weight" if name == "slavc" else "img_proj.weight"],
                               one["img_proj1.weight" if name == "slavc" else "img_proj.weight"])  # fmt: skip
+
+
+def test_the_saliency_blend_is_an_evaluation_switch_on_a_model_file(tmp_path):
+    from avmodels.engine.checkpoint import build_model, save_model
+
+    rn = torchvision.models.resnet18(weights=None)
+    torch.save(rn.state_dict(), tmp_path / "rn18.pth")
+    model = build_method("ezvsl", small("ezvsl"))
+    path = save_model(tmp_path / "m.pt", model, model.cfg)
+    sets = ["eval_map.object_saliency=true", f"eval_map.saliency_weights={tmp_path / 'rn18.pth'}"]
+    blended, _ = build_model(path, "cpu", sets)  # `avmodels eval ... --set` does this
+    plain, _ = build_model(path, "cpu")
+    assert (blended.map_label(), plain.map_label()) == ("av+obj(alpha=0.4)", "av")
+    batch = {"frame": torch.rand(1, 3, 64, 64), "spectrogram": torch.randn(1, 1, 32, 40)}
+    with torch.no_grad():
+        assert blended.localization_map(batch).shape == (1, 224, 224)
+        assert plain.localization_map(batch).shape == (1, 8, 8)

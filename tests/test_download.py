@@ -198,7 +198,7 @@ def test_truncated_and_undecodable_files_fail_without_a_final_file(srv, tmp_path
     assert report.counts() == {"failed": 4}
     recs = records(out)
     assert "truncated" in recs["trunc"]["error"]
-    assert "decode" in recs["cut"]["error"] and "decodable" in recs["broken"]["error"]
+    assert "truncated download" in recs["cut"]["error"] and "decodable" in recs["broken"]["error"]
     assert "section download failed" in recs["trunc_sec"]["error"]
     assert all(r["attempts"] == 2 for r in recs.values())  # retryable: tried twice
     assert srv.hits["/truncated/clip_a.mp4"] >= 2

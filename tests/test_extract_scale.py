@@ -34,7 +34,7 @@ def _files(out: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(out)): p.read_bytes()
         for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != "manifest.jsonl"
+        if p.is_file() and p.name not in ("manifest.jsonl", ".extract.lock")
     }
 
 

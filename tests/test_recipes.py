@@ -128,7 +128,7 @@ SOUNDNET = (
     "http://www.flickr.com/videos/27606531@N02/2898394758/play/orig/5b222e6773\n"
     "\n"
     "http://www.flickr.com/videos/47762553@N00/9419455509/play/orig/8461e78d0d\n"
-    "http://example.org/videos/x/123/play/orig/abc\n"
+    "http://example.org/videos/x/play/orig/abc\n"  # no id segment (a mirror keeps one)
     "http://www.flickr.com/videos/27606531@N02/2898394758/play/orig/5b222e6773\n"
 )
 

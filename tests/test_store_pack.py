@@ -40,7 +40,7 @@ def extracted30(tmp_path_factory):
 
 
 def _files(folder):
-    return sorted(p.name for p in folder.iterdir())
+    return sorted(p.name for p in folder.iterdir() if p.name != ".pack-h5.lock")
 
 
 def test_native_layout_names_dtypes_and_row_mapping(extracted, tmp_path):
@@ -112,18 +112,20 @@ def test_native_layout_names_dtypes_and_row_mapping(extracted, tmp_path):
                 assert f["audio_start"][local] == meta["audio_start"]
 
 
-def test_sspl_layout_144k_over_10_shards_via_cli(extracted30, tmp_path):
+def test_sspl_layout_144k_via_cli_holds_14400_rows_a_shard(extracted30, tmp_path):
+    """--shards 10 with SSPL's layout: 14,400 rows a shard (its loader's rule), so 30 rows
+    make one shard numbered 1, and the summary says which --num_train to set."""
     ex, ids = extracted30
     out = tmp_path / "144k_unlabeled"
     args = ["pack-h5", "--in", str(ex), "--out", str(out), "--split", "144k", "--shards", "10",
             "--layout", "sspl", "--jobs", "1"]  # fmt: skip
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
-    assert "packed 30 rows" in res.output
-    names = {f"h5py_train_{kind}_144k_{k}.h5" for kind in sspl.KINDS for k in range(1, 11)}
+    assert "packed 30 rows" in res.output and "set --num_train 30" in res.output
+    names = {f"h5py_train_{kind}_144k_{k}.h5" for kind in sspl.KINDS for k in range(1, 2)}
     assert set(_files(out)) == names | {"index.json", "flickr_train_videos_144k.csv"}
     assert (out / "flickr_train_videos_144k.csv").read_text() == "".join(f"{i}\n" for i in ids)
-    for k in range(1, 11):
+    for k in range(1, 2):
         with (
             h5py.File(out / f"h5py_train_frames_144k_{k}.h5", "r") as ff,
             h5py.File(out / f"h5py_train_audios_144k_{k}.h5", "r") as fa,
@@ -132,14 +134,14 @@ def test_sspl_layout_144k_over_10_shards_via_cli(extracted30, tmp_path):
             assert list(ff) == ["train_frames"] and list(fa) == ["train_audios"]
             assert list(fs) == ["train_spects"]
             fr, au, sp = ff["train_frames"], fa["train_audios"], fs["train_spects"]
-            assert fr.shape == (3, 256, 256, 3) and fr.dtype == np.float32
-            assert au.shape == (3, 48000) and au.dtype == np.float32
-            assert sp.shape == (3, 3, 96, 64) and sp.dtype == np.float32
+            assert fr.shape == (30, 256, 256, 3) and fr.dtype == np.float32
+            assert au.shape == (30, 48000) and au.dtype == np.float32
+            assert sp.shape == (30, 3, 96, 64) and sp.dtype == np.float32
             # contiguous and unfiltered, as SSPL's script writes them
             assert fr.chunks is None and au.chunks is None and fr.compression is None
-            # SSPL's loader: row index -> file index // 3 + 1 (14400 at full scale), row index % 3
-            for local in range(3):
-                cid = ids[(k - 1) * 3 + local]
+            # SSPL's loader: row index -> file index // 14400 + 1, row index % 14400
+            for local in range(30):
+                cid = ids[(k - 1) * 14400 + local]
                 bgr = cv2.imread(str(ex / "frames" / f"{cid}.jpg"))
                 bgr = cv2.resize(bgr, (256, 256), interpolation=cv2.INTER_CUBIC)
                 want = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32)

@@ -6,22 +6,17 @@ import json
 
 import click
 
-
-def _preset_names() -> list[str]:
-    from avmodels.metrics import PRESETS
-
-    return PRESETS.names()
+from avmodels.commands.options import preset_option
+from avprep.clikit import benchmark_option
 
 
 @click.command()
 @click.option("--annotations", "annotations_path", required=True, type=click.Path(exists=True),
               help="Ground truth: VGG-SS style JSON, a folder of Flickr XML, ...")  # fmt: skip
-@click.option("--benchmark", type=click.Choice(["vggss", "flickr", "chaotic"]), required=True,
-              help="Which reader and ground-truth rule to use.")  # fmt: skip
+@benchmark_option(required=True, help="Which reader and ground-truth rule to use.")
 @click.option("--ids", "ids_spec", default=None,
               help="Score only these clips: an id list file (e.g. splits/test.txt) or a,b,c.")  # fmt: skip
-@click.option("--preset", default="default", show_default=True,
-              help="Metric preset (default, lvs, ezvsl, ssltie, sspl, htf).")  # fmt: skip
+@preset_option(default="default", show_default=True, help="Metric preset.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random maps.")
 @click.option("--ceiling", "ceiling_mode", type=click.Choice(["soft", "binary"]), default="soft",
               show_default=True,

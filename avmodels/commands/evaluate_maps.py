@@ -42,8 +42,8 @@ def _fmt(v: float) -> str:
     "--benchmark",
     required=True,
     type=click.Choice([*BENCHMARKS, "audioset-instrument"]),
-    help="audioset-instrument: Multi-Source's class-aware metric on maps keyed "
-    "'<ytid>/<second>/<category>' (see docs/evaluation.md).",
+    help="Annotation format of the ground truth; audioset-instrument: Multi-Source's "
+    "class-aware metric on maps keyed '<ytid>/<second>/<category>' (see docs/evaluation.md).",
 )
 @click.option(
     "--annotations",

@@ -39,7 +39,9 @@ def _command(name: str) -> click.Command:
             help="Model file to write.",
         )  # fmt: skip
     )
-    return click.Command(name, callback=run, params=params, help=imp.description)
+    example = " ".join(f"--{a.name} {a.name.upper()}" for a in imp.files if a.required)
+    text = f"{imp.description}\n\n\b\nExample:\n  avmodels import {name} {example} --out model.pt"
+    return click.Command(name, callback=run, params=params, help=text)
 
 
 class _ImporterGroup(click.Group):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from avprep.clikit import no_progress_option, progress_wanted
+
 
 @click.command(context_settings={"show_default": True})
 @click.option(
@@ -15,7 +17,10 @@ import click
     help="Model file (a run's best.pt/final.pt or an imported checkpoint).",
 )
 @click.option(
-    "--video", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+    "--video",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Your video (any format ffmpeg reads).",
 )
 @click.option(
     "--at",
@@ -33,14 +38,25 @@ import click
     help="FILE.png (one frame) or FILE.mp4 (an overlay video over --from/--to).",
 )
 @click.option("--alpha", type=float, default=0.5, help="Opacity of the heat map.")
-@click.option("--device", default="auto")
+@click.option("--device", default="auto", help="cpu | cuda | cuda:N | auto.")
 @click.option(
     "--save-map",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also save the raw map(s) as .npy.",
 )
-def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map) -> None:  # fmt: skip
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change the model file's config, e.g. htf.legacy_flow=false (keys checked as in train).",
+)
+@no_progress_option
+def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map, sets) -> None:  # fmt: skip
     """Run a trained model on VIDEO and draw its localisation map over the frame.
+
+    The picture has the video's own resolution, the map's peak (white dot),
+    the time and a colour bar (red high, blue low).
 
     \b
     Examples:
@@ -50,15 +66,19 @@ def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map) -> 
     """
     import numpy as np
 
-    from avmodels.engine.localize import localize_video, overlay, write_mp4, write_png
+    from avmodels.engine.localize import localize_video, write_mp4, write_png
+    from avmodels.engine.localize_view import render, source_frame
     from avprep.errors import ConfigError
 
     suffix = out.suffix.lower()
     if suffix == ".png":
         if start is not None or end is not None:
             raise ConfigError("--from/--to make a video: use --out FILE.mp4")
-        res = localize_video(ckpt, video, [at], device=device)
-        write_png(out, overlay(res[0].frame, res[0].map, alpha))
+        res = localize_video(
+            ckpt, video, [at], device=device, sets=sets, progress=progress_wanted()
+        )
+        r = res[0]
+        write_png(out, render(source_frame(video, r.time), r.map, r.time, alpha))
         if save_map:
             np.save(save_map, res[0].map)
         t = res[0].time
@@ -69,8 +89,9 @@ def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map) -> 
     if start is None or end is None or end <= start or fps <= 0:
         raise ConfigError("an .mp4 needs --from < --to and --fps > 0")
     times = list(np.arange(start, end, 1.0 / fps))
-    res = localize_video(ckpt, video, times, device=device)
-    write_mp4(out, [overlay(r.frame, r.map, alpha) for r in res], fps, video, start)
+    res = localize_video(ckpt, video, times, device=device, sets=sets, progress=progress_wanted())
+    frames = [render(source_frame(video, r.time), r.map, r.time, alpha) for r in res]
+    write_mp4(out, frames, fps, video, start)
     if save_map:
         np.save(save_map, np.stack([r.map for r in res]))
     click.echo(f"{len(res)} frames ({start:.2f}-{end:.2f} s at {fps:g}/s) -> {out}")

@@ -31,8 +31,20 @@ from avmodels.methods.mssl_labels import RULES
     show_default=True,
     help="new: the simplified new/ code's generate_label(v).py; full: the paper's full model.",
 )
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--batch-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Clips per forward pass.",
+)
+@click.option(
+    "--workers",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="DataLoader workers.",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
 @click.option(
     "--spectrogram",

@@ -5,7 +5,16 @@ The loop is :func:`avmodels.engine.train.train`; see docs/training.md.
 
 from __future__ import annotations
 
+import sys
+
 import click
+
+from avprep.clikit import benchmark_option
+
+
+def show_progress(no_progress: bool) -> bool:
+    """Progress bars unless ``--no-progress`` or stderr is not a terminal (a log file)."""
+    return not no_progress and sys.stderr.isatty()
 
 
 @click.command(context_settings={"show_default": True})
@@ -32,12 +41,12 @@ import click
     type=click.Path(exists=True),
     help="Ground truth of the validation clips (val cIoU/AUC; with --benchmark).",
 )
-@click.option("--benchmark", help="Annotation format: vggss | flickr | chaotic | ...")
+@benchmark_option(help="Annotation format of --annotations.")
 @click.option(
     "--config",
     "config_file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="YAML file of config overrides.",
+    help="YAML file of config overrides, or a preset name shipped for the method "
+    "(e.g. chaotic-world: the Chaotic World fork's settings; docs/training.md).",
 )
 @click.option(
     "--set",
@@ -67,10 +76,15 @@ import click
 @click.option("--device", help="cpu | cuda | cuda:N | auto (sets train.device).")
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), help="Mixed precision.")
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="No progress bars (they are off anyway when stderr is not a terminal).",
+)
+@click.option("--seed", type=int, help="Random seed (sets train.seed; default: the config's).")
 def train(
     method, data, val, val_fraction, select_on_test, annotations, benchmark, config_file,
-    sets, out, resume_dir, overwrite, pretrained, device, amp, compile_, no_progress,
+    sets, out, resume_dir, overwrite, pretrained, device, amp, compile_, no_progress, seed,
 ) -> None:  # fmt: skip
     """Train METHOD (see `avmodels methods`) and keep the best model.
 
@@ -87,7 +101,7 @@ def train(
     from avprep.errors import ConfigError
 
     sets = list(sets)
-    for key, value in (("train.device", device), ("train.amp", amp)):
+    for key, value in (("train.device", device), ("train.amp", amp), ("train.seed", seed)):
         if value is not None:
             sets.append(f"{key}={value}")
     if compile_:
@@ -111,13 +125,34 @@ def train(
         sets=sets,
         resume=bool(resume_dir),
         overwrite=overwrite,
-        progress=not no_progress,
+        progress=show_progress(no_progress),
     )
-    res = run_train(req)
     import os
+    import time
 
+    from avmodels.engine.runlog import run_progress
+
+    before = run_progress(req.out) if req.resume else None
+    t0 = time.perf_counter()
+    try:
+        res = run_train(req)
+    except KeyboardInterrupt:
+        if int(os.environ.get("RANK", "0")) == 0:
+            click.echo(
+                f"\ninterrupted: the last finished step is saved; continue with\n"
+                f"  avmodels train --resume {req.out}",
+                err=True,
+            )
+        raise SystemExit(130) from None
+    wall = time.perf_counter() - t0
     if int(os.environ.get("RANK", "0")) != 0:
         return
+    if before is not None and before.get("step") == res.steps:
+        click.echo(
+            f"nothing left to do: {res.run_dir} finished at epoch {res.epochs_done} "
+            f"({res.steps} steps); raise the budget to train on, e.g. "
+            f"avmodels train --resume {res.run_dir} --set train.epochs={res.epochs_done + 5}"
+        )
     click.echo(f"method      {res.method}")
     click.echo(f"run         {res.run_dir}")
     click.echo(f"epochs      {res.epochs_done} ({res.steps} steps)")
@@ -127,3 +162,7 @@ def train(
     if res.stopped_early:
         click.echo("stopped early (eval.patience)")
     click.echo(f"model       {res.model_file}")
+    loss = run_progress(res.run_dir, summary=True).get("train_loss")
+    if loss is not None:
+        click.echo(f"train loss  {loss:.4f} (mean over the last epoch)")
+    click.echo(f"wall time   {wall:.1f} s")

@@ -7,12 +7,23 @@ import click
 
 @click.group()
 def weights() -> None:
-    """Pretrained weights (VGG16 ImageNet, VGGish AudioSet) in the local cache."""
+    """Pretrained weights (VGG16 ImageNet, VGGish AudioSet) in the local cache.
+
+    \b
+    Examples:
+      avmodels weights list
+      avmodels weights fetch vgg16 vggish
+    """
 
 
 @weights.command("list")
 def list_cmd() -> None:
-    """List the known weight files, their URL and whether they are cached."""
+    """List the known weight files, their URL and whether they are cached.
+
+    \b
+    Example:
+      avmodels weights list
+    """
     from avmodels.weights import WEIGHTS, cached_path, is_cached
 
     for name, spec in WEIGHTS.items():

@@ -17,7 +17,10 @@ leaves a half-written file under the final name.
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,16 @@ def _load(path: str | os.PathLike, fmt: str, what: str) -> dict[str, Any]:
         raise InputError(f"{what} not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message suggests weights_only=False: that would run code from the file
+        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        needs = f" (it needs {m.group(1)})" if m else ""
+        raise InputError(
+            f"{path}: refused: this {what} holds pickled Python objects beyond tensors and "
+            f"plain data{needs}, and loading them could run code from the file; avmodels "
+            "loads only files it wrote itself (weights only). For an original paper's "
+            "checkpoint use `avmodels import-ckpt`"
+        ) from None
     except Exception as exc:
         raise InputError(f"{path}: not a readable {what} ({exc})") from exc
     if not isinstance(obj, dict) or obj.get("format") != fmt:
@@ -83,13 +96,23 @@ def load_model_file(path: str | os.PathLike) -> dict[str, Any]:
     return _load(path, MODEL_FORMAT, "model file")
 
 
-def build_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Instantiate the method a model file names, with its config and weights, in eval mode."""
+def build_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu", sets: Sequence[str] = ()
+):
+    """Instantiate the method a model file names, with its config and weights, in eval mode.
+
+    ``sets``: ``--set section.key=value`` items applied to the file's config with
+    the same key checking as ``avmodels train`` (an unknown key is an error).
+    """
+    from avmodels.engine.config import apply_overrides, parse_set
     from avmodels.methods import METHODS
 
     obj = load_model_file(path)
     cls = METHODS.get(obj["method"])
     cfg = dict(obj["config"])
+    if sets:
+        cfg = apply_overrides(cfg, parse_set(sets), "--set")
+        obj = {**obj, "config": cfg}
     model_cfg = dict(cfg.get("model", {}))
     if "pretrained" in model_cfg:
         model_cfg["pretrained"] = False  # the file carries every weight

@@ -187,6 +187,10 @@ def resolve_config(
     if overrides_dict:
         cfg = apply_overrides(cfg, overrides_dict, "overrides")
     if config_file:
+        from avmodels.engine.config_presets import preset_path
+
+        name = method if isinstance(method, str) else getattr(method, "name", "")
+        config_file = preset_path(name, config_file)
         cfg = apply_overrides(cfg, load_yaml(config_file), str(config_file))
     sets = list(sets)
     if sets:

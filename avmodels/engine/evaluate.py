@@ -148,20 +148,47 @@ def evaluate_model(
     amp: str = "none",
     allow_missing: bool = False,
     progress: bool = True,
+    sets: Sequence[str] = (),
+    ids_from: str | os.PathLike | None = None,
+    ids_source: str | None = None,
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """Maps of the model in ``model_file`` over the ``data`` stores, scored.
 
     ``ids`` restricts the clips scored (a paper's subset); every listed clip
-    must be in the data and the annotations.
+    must be in the data and the annotations. Without ``ids`` the annotated
+    clips that are in the data are scored, and the others are counted
+    (``n_skipped_not_in_data`` in the report) and named in a warning.
+    ``sets``: ``--set key=value`` changes to the model file's config (checked
+    as ``train`` checks them). ``ids_from``: the row ids of an SSPL-layout
+    store kept in a separate file (one a line, row order).
     """
     from avmodels.engine.checkpoint import build_model
+    from avmodels.engine.input_check import warn_if_extracted_otherwise
 
     dev = pick_device(device)
     amp = amp_mod.check_amp(amp, dev)
-    method, info = build_model(model_file, dev)
-    sources = open_sources(data, method.required_inputs())
+    method, info = build_model(model_file, dev, sets)
+    sources = open_sources(data, method.required_inputs(), ids_csv=ids_from)
+    warn_if_extracted_otherwise(sources, info, str(model_file))
     anns = load_annotations(annotations, benchmark)
     rows = None
+    skipped: list[str] = []
+    if ids is None:
+        # by default: the annotated clips that are in the data (a store may hold a subset)
+        present = set(sources.ids)
+        skipped = [c for c in anns if c not in present]
+        if skipped:
+            anns = {c: a for c, a in anns.items() if c in present}
+            log.warning(
+                "scoring the %d annotated clips in the data; skipped %d annotated clips "
+                "that are not in it (e.g. %s); --ids LIST scores a fixed list",
+                len(anns), len(skipped), ", ".join(skipped[:3]),
+            )  # fmt: skip
+            if not anns:
+                raise InputError(
+                    f"none of the {len(skipped)} annotated clips is in the data: "
+                    "are --data and --annotations of the same benchmark?"
+                )
     if ids is not None:
         missing = [c for c in ids if c not in set(sources.ids)]
         if missing:
@@ -189,8 +216,14 @@ def evaluate_model(
             "benchmark": benchmark,
             "annotations": str(annotations),
             "n_maps": len(maps),
+            "set": list(sets),
             "map_shape": list(next(iter(maps.values())).shape) if maps else None,
+            "n_skipped_not_in_data": len(skipped),
         }
+        from avmodels.provenance import evaluation_record
+
+        n_ids = None if ids is None else len(ids)
+        meta.update(evaluation_record(model_file, info, ids_source=ids_source, n_ids=n_ids))
         if hasattr(method, "map_label"):  # e.g. EZ-VSL's "av+obj(alpha=0.4)" blend
             meta["map"] = method.map_label()
         write_report(report_dir, result, maps, meta)

@@ -46,7 +46,7 @@ from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
 from avprep.atomic import atomic_path
-from avprep.errors import AvprepError, ConfigError, InputError, StoreError
+from avprep.errors import AvprepError, ConfigError, InputError, MediaError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -280,8 +280,12 @@ def localize_video(
     *,
     device: str = "auto",
     progress: bool = True,
+    sets: Sequence[str] = (),
 ) -> list[Localization]:
-    """Maps of the model in ``model_file`` at each time (None: the training profile's frame)."""
+    """Maps of the model in ``model_file`` at each time (None: the training profile's frame).
+
+    ``sets``: ``--set key=value`` changes to the model file's config.
+    """
     from avmodels.engine.checkpoint import build_model
     from avmodels.engine.distributed import pick_device
     from avprep.stages.extract import extract_clip
@@ -290,7 +294,7 @@ def localize_video(
     if not video.is_file():
         raise InputError(f"video not found: {video}")
     dev = pick_device(device)
-    model, obj = build_model(model_file, dev)
+    model, obj = build_model(model_file, dev, sets)
     prep = training_input(model_file, obj, model)
     need = set(model.required_inputs())
     # what the model does not read is not computed (it costs time, changes nothing)
@@ -306,7 +310,11 @@ def localize_video(
             over = {} if t is None else {"frame_at": f"{float(t):.6f}", "audio_window": "at-frame"}
             profile = base.with_overrides(**over)
             work = Path(tmp) / f"t{i:05d}"
-            record = extract_clip(video, work, profile, clip_id=f"frame{i:05d}")
+            try:
+                record = extract_clip(video, work, profile, clip_id=f"frame{i:05d}")
+            except MediaError as exc:  # name the video, not the internal clip id
+                reason = str(exc).split(": ", 1)[-1]
+                raise MediaError(f"{video}: {reason}") from None
             sample = _sample_from_record(record, work, prep.layout)
             batch = default_collate([transform(sample)])
             batch = model.batch_to_device(batch, dev, False)

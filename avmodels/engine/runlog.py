@@ -1,7 +1,8 @@
 """What a training run records: CSV logs, TensorBoard scalars, PNG plots.
 
-``RUN/train_log.csv``: one row every ``train.log_every`` steps (step, epoch,
-loss terms, learning rate of each parameter group, samples/s).
+``RUN/train_log.csv``: one row every ``train.log_every`` steps and at the
+end of every epoch (step, epoch, loss terms, learning rate of each parameter
+group, samples/s), so even a short run records its training loss.
 ``RUN/val_log.csv``: one row per validation (epoch, step, val loss, cIoU,
 AUC, mean IoU, pointing). The same scalars go to TensorBoard
 (``RUN/tensorboard``) when the ``tensorboard`` package is installed. At the
@@ -15,11 +16,84 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+#: The logger of the one-line-per-epoch report: shown at the default log level
+#: (``avprep.clikit.setup_logging`` sets it to INFO), silenced with ``-q``.
+EPOCH_LOG = "avmodels.epochs"
+epoch_log = logging.getLogger(EPOCH_LOG)
+
+
+class EpochTalk:
+    """The line a run prints after every epoch: epoch, mean train loss, validation
+    figures (or loss), seconds, and whether it is the new best.
+
+    ``start()`` at the top of an epoch, ``step(loss)`` after every optimiser
+    step, ``end(...)`` after the epoch's validation. The mean train loss is
+    averaged over the processes and kept in ``progress["train_loss"]`` (so it
+    reaches the checkpoint and ``summary.json``).
+    """
+
+    def __init__(self, epochs: int, env: Any, is_main: bool) -> None:
+        self.epochs, self.env, self.is_main = epochs, env, is_main
+        self.loss_sum, self.n, self.t0 = 0.0, 0, time.perf_counter()
+
+    def start(self) -> None:
+        self.loss_sum, self.n, self.t0 = 0.0, 0, time.perf_counter()
+
+    def step(self, loss: float) -> None:
+        self.loss_sum += float(loss)
+        self.n += 1
+
+    def end(
+        self,
+        epoch: int,
+        progress: dict[str, Any],
+        val: Mapping[str, Any] | None,
+        improved: bool,
+        select: str | None,
+    ) -> str:
+        from avmodels.engine.distributed import all_reduce_mean
+
+        mean = all_reduce_mean(self.loss_sum / self.n, self.env) if self.n else float("nan")
+        progress["train_loss"] = mean
+        seconds = time.perf_counter() - self.t0
+        line = epoch_line(epoch, self.epochs, mean, val, seconds, improved, select)
+        if self.is_main:
+            epoch_log.info("%s", line)
+        return line
+
+
+def epoch_line(
+    epoch: int,
+    epochs: int,
+    train_loss: float,
+    val: Mapping[str, Any] | None,
+    seconds: float,
+    improved: bool,
+    select: str | None,
+) -> str:
+    """``epoch 3/20  loss 0.4123  val ciou 0.512 auc 0.431 loss 0.39  41.2 s  new best ciou``."""
+    parts = [f"epoch {epoch}/{epochs}", f"loss {train_loss:.4f}"]
+    if val is not None:
+        shown = [
+            f"{key} {float(val[key]):.4f}"
+            for key in ("ciou", "auc", "pointing")
+            if val.get(key) is not None and not math.isnan(float(val[key]))
+        ]
+        vloss = val.get("val_loss")
+        if vloss is not None and not math.isnan(float(vloss)):
+            shown.append(f"loss {float(vloss):.4f}")
+        parts.append("val " + (" ".join(shown) if shown else "n/a"))
+    parts.append(f"{seconds:.1f} s")
+    if improved and select:
+        parts.append(f"new best {select}")
+    return "  ".join(parts)
 
 
 class CsvLog:
@@ -132,9 +206,13 @@ class RunLog:
                     ys.append(float(v))
             return xs, ys
 
+        def marker(xs: list[float]) -> str | None:
+            return "o" if len(xs) == 1 else None  # a single point is invisible as a line
+
         if train or val:
             fig, ax = plt.subplots(figsize=(6, 4))
-            ax.plot(*series(train, "loss"), label="train")
+            xs, ys = series(train, "loss")
+            ax.plot(xs, ys, marker=marker(xs), label="train")
             if val:
                 ax.plot(*series(val, "val_loss"), "o-", label="validation")
             ax.set_xlabel("epoch")
@@ -158,3 +236,20 @@ class RunLog:
             plt.close(fig)
             out.append(folder / "val.png")
         return out
+
+
+def run_progress(run_dir: str | Path, summary: bool = False) -> dict[str, Any]:
+    """What a run has done: its last checkpoint's progress (``epoch``, ``step``,
+    ``train_loss``...), or with ``summary`` its ``summary.json``; ``{}`` if absent."""
+    import json
+
+    run = Path(run_dir)
+    if summary:
+        path = run / "summary.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+    ckpt = run / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        return {}
+    from avmodels.engine.checkpoint import load_checkpoint
+
+    return dict(load_checkpoint(ckpt).get("progress") or {})

@@ -47,6 +47,7 @@ from avmodels.data import (
     split_validation,
 )
 from avmodels.engine import amp as amp_mod
+from avmodels.engine import runfolder
 from avmodels.engine.checkpoint import (
     load_checkpoint,
     save_checkpoint,
@@ -70,7 +71,7 @@ from avmodels.engine.distributed import (
     wrap_model,
 )
 from avmodels.engine.evaluate import load_annotations, predict_maps, score_maps
-from avmodels.engine.runlog import RunLog
+from avmodels.engine.runlog import EpochTalk, RunLog
 from avprep.atomic import write_json
 from avprep.errors import AvprepError, ConfigError, InputError
 
@@ -139,7 +140,7 @@ def _prepare_run(req: TrainRequest) -> tuple[str, dict[str, Any], dict[str, Any]
         raise ConfigError("name the method to train (see `avmodels methods`)")
     if not req.data:
         raise ConfigError("--data is required")
-    if run.exists() and any(run.iterdir()) and not req.overwrite:
+    if runfolder.has_files(run) and not req.overwrite:
         raise ConfigError(
             f"run directory {run} exists and is not empty: use --resume to continue it or "
             "--overwrite to write into it (nothing is deleted), or pick another --out"
@@ -272,8 +273,11 @@ def train(req: TrainRequest) -> TrainResult:
     method_name, cfg, info = _prepare_run(req)
     env = init_distributed(cfg["train"]["device"])
     try:
+        if env.is_main and Path(req.out).is_dir():
+            runfolder.lock(Path(req.out))  # refuse a second run on a live one at once
         return _train(req, method_name, cfg, info, env)
     finally:
+        runfolder.release(Path(req.out))
         shutdown()
 
 
@@ -285,12 +289,6 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
     amp = amp_mod.check_amp(tc["amp"], env.device)
     channels_last = bool(tc["channels_last"])
     info = {**info, "world_size": env.world_size, "device": str(env.device)}
-    if env.is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "checkpoints").mkdir(exist_ok=True)
-        save_config(cfg, run / "config.yaml")
-        write_json(run / "run.json", info)
-    barrier(env)
 
     seed = int(tc["seed"])
     torch.manual_seed(seed)
@@ -303,7 +301,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         info = {**info, "notes": list(method.run_notes)}
         for note in info["notes"]:
             log.warning(note)
-        write_json(run / "run.json", info)
+        # run.json (with the notes) is written when the run folder is made, below
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
     data = _build_data(method, cfg, info, env)
@@ -357,9 +355,17 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         "stopped_early": False,
         "last_val": None,
     }
+    # everything is validated: only now the run folder is made (avmodels.engine.runfolder)
+    if env.is_main:
+        runfolder.lock(run)
+        (run / "checkpoints").mkdir(exist_ok=True)
+        save_config(cfg, run / "config.yaml")
+        write_json(run / "run.json", info)
+    barrier(env)
     ckpt_path = run / "checkpoints" / "last.pt"
     runlog = RunLog(run, enabled=env.is_main)
-    if req.resume:
+    scratch = req.resume and runfolder.resume_from_scratch(run, ckpt_path)
+    if req.resume and not scratch:
         ckpt = load_checkpoint(ckpt_path)
         method.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -372,7 +378,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         runlog.resume_at(progress["step"])
         if env.is_main:
             log.info("resumed at epoch %d, batch %d", progress["epoch"], progress["batch"])
-    elif env.is_main and req.overwrite:
+    elif env.is_main and (req.overwrite or scratch):
         for f in (runlog.train.path, runlog.val.path):
             if f.exists():
                 f.write_text("")  # start the logs afresh (the folder itself is kept)
@@ -384,7 +390,6 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         state = json.dumps(progress, sort_keys=True, default=str)
         if state == saved[0]:
             return  # nothing changed since the last save
-        saved[0] = state
         if env.is_main:
             save_checkpoint(
                 ckpt_path,
@@ -395,6 +400,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
                 scaler=scaler,
                 progress=progress,
             )
+        saved[0] = state  # only once written: a Ctrl-C mid-save saves again
 
     epochs = int(tc["epochs"])
     max_steps = tc["max_steps"]
@@ -406,11 +412,13 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
     stop = progress["stopped_early"] or (max_steps is not None and progress["step"] >= max_steps)
     window: dict[str, float] = {}
     window_n, window_t, window_samples = 0, time.perf_counter(), 0
+    talk = EpochTalk(epochs, env, env.is_main)
     try:
         while progress["epoch"] < epochs and not stop:
             epoch = int(progress["epoch"])
             sampler.set_epoch(epoch, skip_batches=int(progress["batch"]))
             method.on_epoch_start(epoch)
+            talk.start()
             model.train()
             bar = tqdm(
                 loader,
@@ -452,7 +460,9 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
                     window[k] = window.get(k, 0.0) + float(v.detach().float())
                 window_n += 1
                 window_samples += n_local * env.world_size
-                if progress["step"] % log_every == 0:
+                talk.step(float(loss.detach().float()))
+                last_of_epoch = progress["batch"] == steps_per_epoch
+                if progress["step"] % log_every == 0 or last_of_epoch:
                     dt = max(time.perf_counter() - window_t, 1e-9)
                     row = {
                         "step": progress["step"],
@@ -476,6 +486,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
                 break  # stopped by max_steps inside the epoch: resume continues it
             progress["epoch"] = epoch + 1
             progress["batch"] = 0
+            row, improved = None, False
             if data.val is not None and eval_every > 0 and (epoch + 1) % eval_every == 0:
                 row = _validate(
                     method, data, env, cfg, eval_bs, amp, channels_last, req.progress, progress
@@ -498,6 +509,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
                 if progress["stopped_early"]:
                     log.info("early stop: %s validations without improvement", patience)
                     stop = True
+            talk.end(epoch + 1, progress, row, improved, select)
             checkpoint()
     except KeyboardInterrupt:
         checkpoint()  # finished steps are kept; --resume continues from here
@@ -521,6 +533,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
             "best_epoch": progress["best_epoch"],
             "stopped_early": progress["stopped_early"],
             "last_val": progress["last_val"],
+            "train_loss": progress.get("train_loss"),
             "validation": data.source,
             "world_size": env.world_size,
             "replica_sha256": replicas,

@@ -181,7 +181,7 @@ def evaluate(
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise InputError(
             f"{len(missing)} annotated clips have no map ({shown}); "
-            "pass allow_missing / --allow-missing to score the others"
+            "pass --allow-missing to score the others"
         )
     if extra:
         log.info("%d maps have no annotation and are ignored", len(extra))

@@ -2,8 +2,13 @@
 
 The test JSON is a list of ``{"file": "<VID>_<fid:06d>", "class": ..., "bbox": [x1, y1, x2, y2]}``:
 ONE flat box per entry, in **320x180 pixel** coordinates. We normalise by the
-frame size. A frame listed twice has its boxes merged (recorded as a defect),
-since dropping either would lose a sounding object.
+frame size. A frame listed twice has its boxes merged by default (recorded as a
+defect), since dropping either would lose a sounding object; ``duplicate_frames
+= "last"`` keeps the last entry's box instead, as the SSPL fork's
+``gt_all[file] = bbox`` dict does.
+
+The official ``SSL_ssl_format`` folder (group CSVs, train/test lists) is read by
+:mod:`avprep.annotations.chaotic_ssl`.
 """
 
 from __future__ import annotations
@@ -24,11 +29,22 @@ from avprep.errors import AnnotationError
 CHAOTIC_SIZE = (320, 180)
 
 
+DUPLICATE_FRAMES = ("merge", "last")
+
+
 def read_chaotic_json(
-    path: str | os.PathLike, *, bad_boxes: str = DEFAULT_BAD_BOXES
+    path: str | os.PathLike, *, bad_boxes: str = DEFAULT_BAD_BOXES, duplicate_frames: str = "merge"
 ) -> dict[str, Annotation]:
-    """Parse a Chaotic World test JSON into annotations (boxes normalised by 320x180)."""
+    """Parse a Chaotic World test JSON into annotations (boxes normalised by 320x180).
+
+    ``duplicate_frames``: ``merge`` (the union of the entries' boxes) or ``last``
+    (the last entry's box, the SSPL fork's rule).
+    """
     check_policy(bad_boxes)
+    if duplicate_frames not in DUPLICATE_FRAMES:
+        raise AnnotationError(
+            f"unknown duplicate_frames {duplicate_frames!r}; valid: {', '.join(DUPLICATE_FRAMES)}"
+        )
     raw: dict[str, list[tuple[float, float, float, float]]] = {}
     labels: dict[str, str | None] = {}
     notes: dict[str, list[Defect]] = {}
@@ -42,12 +58,16 @@ def read_chaotic_json(
             bbox = bbox[0]
         box = box_coords(bbox, where)
         if cid in raw:
+            action = "merged" if duplicate_frames == "merge" else "replaced (last kept)"
             notes.setdefault(cid, []).append(
-                Defect(cid, DUPLICATE_ENTRY, f"listed again at entry {i}", None, "merged")
+                Defect(cid, DUPLICATE_ENTRY, f"listed again at entry {i}", None, action)
             )
+            if duplicate_frames == "last":
+                raw[cid] = []
         raw.setdefault(cid, []).append(box)
         label = entry.get("class")
-        labels.setdefault(cid, label if isinstance(label, str) else None)
+        if duplicate_frames == "last" or cid not in labels:
+            labels[cid] = label if isinstance(label, str) else None
     out: dict[str, Annotation] = {}
     for cid, boxes_raw in raw.items():
         boxes, defects = apply_policy(cid, boxes_raw, [0] * len(boxes_raw), CHAOTIC_SIZE, bad_boxes)

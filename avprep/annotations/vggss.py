@@ -60,6 +60,8 @@ def load_json_list(path: str | os.PathLike) -> list[Any]:
         raise AnnotationError(f"cannot read annotation file {path}: {exc.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AnnotationError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise AnnotationError(f"{path}:1: JSON nested too deeply to be annotations") from None
     if not isinstance(data, list):
         raise AnnotationError(f"{path}: expected a JSON list of entries, got {type(data).__name__}")
     return data

@@ -52,16 +52,23 @@ def _print_summary(result, what: str) -> None:
 
 @click.group()
 def convert() -> None:
-    """Convert ground-truth annotations between the formats the papers read."""
+    """Convert ground-truth annotations between the formats the papers read.
+
+    \b
+    Examples:
+      avprep convert vggss-xml --help
+      avprep convert flickr-json --help
+    """
 
 
 @convert.command("vggss-xml")
 @click.option(
+    "--in",
     "--json",
     "json_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="The VGG-SS JSON (vggss.json / vggss_test_5158.json).",
+    help="The VGG-SS JSON (vggss.json / vggss_test_5158.json); --json is its old name.",
 )
 @click.option(
     "--out",
@@ -78,7 +85,7 @@ def vggss_xml(json_path, out_dir, ids_spec, bad_boxes, report) -> None:
 
     \b
     Example:
-      avprep convert vggss-xml --json vggss.json --out VGGSS/anno --ids test_vggss_4911.txt
+      avprep convert vggss-xml --in vggss.json --out VGGSS/anno --ids test_vggss_4911.txt
     """
     from avprep.annotations.convert import vggss_json_to_xml
     from avprep.annotations.idlist import read_ids

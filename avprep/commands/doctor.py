@@ -23,6 +23,10 @@ def doctor() -> None:
     """Print versions of ffmpeg, yt-dlp, torch, CUDA and the cache folder.
 
     Exits non-zero if something required is missing.
+
+    \b
+    Example:
+      avprep doctor
     """
     from avprep import ffmpeg
 

@@ -41,14 +41,28 @@ def _attach_urls(rows, urls_from: str):
     default=None,
     help="Keep only this split (vggsound.csv).",
 )
-@click.option("--id-format", default="auto", show_default=True, help="Format of --ids.")
+@click.option(
+    "--format",
+    "--id-format",
+    "id_format",
+    default="auto",
+    show_default=True,
+    help="Format of --ids, as in `avprep metadata parse --format` (--id-format: old name).",
+)
 @click.option(
     "--out",
     required=True,
     type=click.Path(file_okay=False),
     help="Output folder: <clip_id>.<ext> files + manifest.jsonl.",
 )
-@click.option("-j", "--jobs", default=4, show_default=True, help="Parallel downloads.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Parallel downloads (network-bound: more than the CPU count is fine).",
+)
 @click.option(
     "--backend",
     type=click.Choice(["loky", "dask", "serial"]),
@@ -159,6 +173,13 @@ def download(
     a rerun skips finished clips. Exits 0 when the run completes, even if
     some clips are unavailable or failed (see the summary); with --strict it
     exits 1 unless every clip of the list is ok.
+
+    \b
+    Examples:
+      avprep download --ids vggss/test-5158 --out videos/ -j 8 --rate-limit 30/min
+      avprep download --ids flickr_test.csv --dataset flickr --urls-from soundnet/urls-public \\
+          --out flickr/
+      avprep download --ids videos/missing.txt --out videos/   # after avprep ingest
     """
     from avprep.stages.download import DEFAULT_FORMAT, DownloadConfig, download_clips, parse_rate
 
@@ -221,5 +242,19 @@ def _print_summary(report, out) -> None:
         click.echo(
             f"  note: {report.without_audio} ok clip(s) have no audio stream (has_audio=false)"
         )
+    from avprep.stages.causes import failure_hint, group_causes
+
+    causes = group_causes(report.records)
+    if causes:
+        click.echo("  top error reasons, by cause (clips, cause, an example clip):")
+        for cause, n, example in causes[:8]:
+            click.echo(f"    {n:>7}  {cause}  (e.g. {example})")
     click.echo(f"folder {out} (manifest.jsonl):")
-    click.echo(report.manifest.summary())
+    counts_all = report.manifest.counts()
+    for status in ("ok", "unavailable", "failed", "skipped"):
+        if counts_all.get(status):
+            click.echo(f"  {status:<16} {counts_all[status]:>7}")
+    click.echo(f"  {'total':<16} {len(report.manifest):>7}")
+    hint = failure_hint(report.records)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)

@@ -13,6 +13,7 @@ from avprep.profiles import (
     RESIZES,
     SEEKS,
     SHORT_AUDIO,
+    WINDOW_OUTSIDE,
 )
 from avprep.runner import BACKENDS
 from avprep.spectrogram import SPECTROGRAMS
@@ -44,7 +45,13 @@ def _sample_rate(value: str | None) -> int | str | None:
     help="Named preprocessing bundle (docs/extraction.md has the table).",
 )
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1), help="Workers.")
-@click.option("--backend", default="loky", show_default=True, type=click.Choice(BACKENDS))
+@click.option(
+    "--backend",
+    default="loky",
+    show_default=True,
+    type=click.Choice(BACKENDS),
+    help="Where the workers run: loky (processes here), dask, serial (debugging).",
+)
 @click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786).")
 @click.option("--frame-at", default=None, help="middle | SECONDS | fps:N")
 @click.option(
@@ -54,12 +61,38 @@ def _sample_rate(value: str | None) -> int | str | None:
     help="exact (default: the frame at that time) or keyframe (the keyframe before it: faster).",
 )
 @click.option("--image-size", default=None, type=click.IntRange(8), help="Output size (pixels).")
-@click.option("--resize", default=None, type=click.Choice(RESIZES))
-@click.option("--interpolation", default=None, type=click.Choice(INTERPOLATIONS))
-@click.option("--jpeg-quality", default=None, type=click.IntRange(1, 100))
+@click.option(
+    "--resize",
+    default=None,
+    type=click.Choice(RESIZES),
+    help="squash (SxS, aspect not kept), short-side (aspect kept), none [default: profile].",
+)
+@click.option(
+    "--interpolation",
+    default=None,
+    type=click.Choice(INTERPOLATIONS),
+    help="OpenCV interpolation of the resize [default: profile].",
+)
+@click.option(
+    "--jpeg-quality",
+    default=None,
+    type=click.IntRange(1, 100),
+    help="OpenCV JPEG quality of the stored frames [default: 95].",
+)
 @click.option("--audio-seconds", default=None, type=float, help="Length of the audio window.")
-@click.option("--audio-window", default=None, type=click.Choice(AUDIO_WINDOWS))
-@click.option("--short-audio", default=None, type=click.Choice(SHORT_AUDIO))
+@click.option(
+    "--audio-window",
+    default=None,
+    type=click.Choice(AUDIO_WINDOWS),
+    help="Where the audio window sits: centre of the track, at-frame, start [default: profile].",
+)
+@click.option(
+    "--short-audio",
+    default=None,
+    type=click.Choice(SHORT_AUDIO),
+    help="A track shorter than the window: tile-centre, tile-start or pad with zeros "
+    "[default: profile].",
+)
 @click.option("--sample-rate", default=None, help="Hz, or 'native' to keep the source rate.")
 @click.option(
     "--spectrogram",
@@ -75,6 +108,21 @@ def _sample_rate(value: str | None) -> int | str | None:
 )
 @click.option(
     "--flow-legacy-htf", is_flag=True, default=None, help="Also write HTF's 8-bit JPEG flow."
+)
+@click.option(
+    "--times",
+    "times_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV clip_id,video,time|frame: clips at annotated times/frames of the videos "
+    "(frame: 1-based, as ffmpeg -start_number 1 numbers them); one decode per video.",
+)
+@click.option(
+    "--window-outside",
+    default=None,
+    type=click.Choice(WINDOW_OUTSIDE),
+    help="--times: an audio window leaving the track is shifted inside (default), "
+    "skipped (failed clip) or padded with silence.",
 )
 @click.option("--limit", default=None, type=click.IntRange(0), help="Only the first N clips.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -98,6 +146,8 @@ def extract(
     spectrogram: str | None,
     flow: str | None,
     flow_legacy_htf: bool | None,
+    times_file: str | None,
+    window_outside: str | None,
     limit: int | None,
     no_progress: bool,
 ) -> None:
@@ -109,6 +159,7 @@ def extract(
       avprep extract --in videos/manifest.jsonl --out htf/ --profile htf --flow dis
       avprep extract --in videos/ --out x/ --profile lvs --backend dask \\
           --scheduler tcp://10.0.0.5:8786
+      avprep extract --in videos/ --out cw/ --profile chaotic --times times.csv
 
     A rerun resumes: clips whose outputs are recorded and present are skipped.
     """
@@ -130,6 +181,7 @@ def extract(
         spectrogram=spectrogram,
         flow=flow,
         flow_legacy_htf=flow_legacy_htf or None,
+        window_outside=window_outside,
     )
     summary = run_extract(
         in_path,
@@ -140,6 +192,7 @@ def extract(
         scheduler=scheduler,
         limit=limit,
         progress=not no_progress,
+        times=times_file,
     )
     click.echo(summary.text())
     if summary.failed and not summary.ok and not summary.already_done:

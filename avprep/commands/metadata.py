@@ -42,13 +42,25 @@ def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
 
 @click.group()
 def metadata() -> None:
-    """Public id lists and annotations: list, show, fetch, parse, check-leakage."""
+    """Public id lists and annotations: list, show, fetch, parse, check-leakage.
+
+    \b
+    Examples:
+      avprep metadata list
+      avprep metadata fetch vggss/test-5158
+    """
 
 
 @metadata.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as one JSON list.")
 def list_cmd(as_json: bool) -> None:
-    """List the registry: name, format, corpus, split, clips, size, sha256, cached."""
+    """List the registry: name, format, corpus, split, clips, size, sha256, cached.
+
+    \b
+    Examples:
+      avprep metadata list
+      avprep metadata list --json
+    """
     from avprep import catalog
     from avprep.home import cache_dir
 
@@ -84,7 +96,12 @@ def list_cmd(as_json: bool) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
 def show(name: str, as_json: bool) -> None:
-    """Show one entry: addresses, sha256, format, cache state."""
+    """Show one entry: addresses, sha256, format, cache state.
+
+    \b
+    Example:
+      avprep metadata show vggss/test-5158
+    """
     from avprep import catalog
 
     entry = catalog.get_entry(name)
@@ -130,7 +147,13 @@ def show(name: str, as_json: bool) -> None:
 )
 @click.option("--force", is_flag=True, help="Download even if a verified copy is cached.")
 def fetch(names: tuple[str, ...], fetch_all: bool, mirror: str | None, force: bool) -> None:
-    """Download entries into the cache (AVPREP_HOME/metadata), sha256 verified."""
+    """Download entries into the cache (AVPREP_HOME/metadata), sha256 verified.
+
+    \b
+    Examples:
+      avprep metadata fetch vggss/test-5158 sspl/vggss-test-4692
+      avprep metadata fetch --all --mirror https://my.mirror/avprep-metadata
+    """
     from avprep import catalog
 
     if fetch_all:
@@ -207,7 +230,13 @@ def parse(
     skip_bad: bool,
     out: Path | None,
 ) -> None:
-    """Parse FILE (a path or a registry name) into the clip table and summarise it."""
+    """Parse FILE (a path or a registry name) into the clip table and summarise it.
+
+    \b
+    Examples:
+      avprep metadata parse vggsound/csv --split test
+      avprep metadata parse my_ids.txt --dataset vggsound --out clips.csv
+    """
     from avprep.recipes import load_clips
 
     df = load_clips(source, fmt=fmt, dataset=dataset, split=split, skip_bad=skip_bad)
@@ -240,6 +269,12 @@ def parse(
 @click.option("--test", "test", required=True, metavar="FILE", help="Test list or name.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--skip-bad", is_flag=True, help="Skip malformed lines instead of failing.")
+@click.option(
+    "--dataset",
+    default=None,
+    type=click.Choice(["flickr", "vggsound", "url", "chaotic"]),
+    help="Read both lists as this corpus (chaotic: <VID>_<fid> ids, videos compared too).",
+)
 @click.option("--show", default=20, show_default=True, help="How many overlapping ids to print.")
 @click.option(
     "--fail-on-overlap",
@@ -247,12 +282,23 @@ def parse(
     help="Exit with status 3 if any train clip is a test clip (for CI).",
 )
 def check_leakage(
-    train: str, test: str, as_json: bool, skip_bad: bool, show: int, fail_on_overlap: bool
+    train: str,
+    test: str,
+    as_json: bool,
+    skip_bad: bool,
+    dataset: str | None,
+    show: int,
+    fail_on_overlap: bool,
 ) -> None:
-    """Report how many (and which) training clips are also test clips."""
+    """Report how many (and which) training clips are also test clips.
+
+    \b
+    Example:
+      avprep metadata check-leakage --train vggsound/train-144k --test vggss/test-5158
+    """
     from avprep.leakage import check_leakage as check
 
-    report = check(train, test, skip_bad=skip_bad)
+    report = check(train, test, skip_bad=skip_bad, dataset=dataset)
     if as_json:
         click.echo(json.dumps(report))
     else:

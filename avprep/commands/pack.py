@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from avprep.clikit import no_progress_option
 from avprep.errors import InputError
 
 
@@ -29,7 +30,10 @@ from avprep.errors import InputError
 )
 @click.option("--split", required=True, help="Split name, e.g. train, 10k, 144k, test.")
 @click.option(
-    "--shards", type=int, default=None, help="Number of shards K (rows per shard = ceil(N/K))."
+    "--shards",
+    type=int,
+    default=None,
+    help="Number of shards K (near-equal sizes; SSPL layout: 14,400 rows a shard, its loader's rule).",
 )
 @click.option(
     "--rows-per-shard", type=int, default=None, help="Rows per shard (instead of --shards)."
@@ -51,7 +55,8 @@ from avprep.errors import InputError
 )
 @click.option(
     "--jobs",
-    type=int,
+    "-j",
+    type=click.IntRange(1),
     default=None,
     help="Writer processes (default: one per shard, at most the CPU count).",
 )
@@ -102,13 +107,21 @@ from avprep.errors import InputError
     "--id-list", default=None, help="SSPL: file name of the id csv written beside the files."
 )
 @click.option(
+    "--released-profile",
+    default="sspl",
+    show_default=True,
+    help="--in is a released test folder (frames/ + audio/, e.g. Flickr's 5k_labeled/Data): "
+    "the audio window and spectrogram of this profile; frames are kept as released.",
+)
+@click.option(
     "--strict",
     is_flag=True,
     help="Exit non-zero if any clip was skipped or any listed id is missing.",
 )
+@no_progress_option
 def pack_h5(in_dir, out_dir, split, shards, rows_per_shard, layout, ids_file, jobs, backend,
             scheduler, frames, audio, compression, modalities, test, virtual, id_list,
-            strict) -> None:  # fmt: skip
+            released_profile, strict) -> None:  # fmt: skip
     """Pack extracted clips into sharded HDF5.
 
     \b
@@ -118,17 +131,32 @@ def pack_h5(in_dir, out_dir, split, shards, rows_per_shard, layout, ids_file, jo
           --shards 10 --layout sspl
       avprep pack-h5 --in extracted_test/ --out VGGSS/Data --split test --layout sspl \\
           --ids sspl/vggss-test-4692
+      avprep pack-h5 --in SoundNet_Flickr/5k_labeled/Data --out flickr-test --split test \\
+          --ids flickr/test-249
 
-    Row r goes to shard r // rows-per-shard. Clips that failed extraction are
+    --shards K writes K shards of near-equal size; --rows-per-shard R puts row
+    r in shard r // R. SSPL's layout holds 14,400 rows a shard whatever N is
+    (its loader opens shard index // 14400 + 1) and prints the --num_train to
+    set. Clips that failed extraction are
     skipped and listed in OUT/index.json. A rerun keeps complete shards.
     """
+    from avprep.clikit import progress_wanted
     from avprep.store.pack import pack
 
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
+    from avprep.store.released import find_released, released_to_extraction
+
+    if find_released(in_dir) is not None:
+        # a released folder (no manifest): made into an extraction folder first (resumable)
+        in_dir, n_ok, n_failed = released_to_extraction(
+            in_dir, Path(out_dir) / ".released-input", profile=released_profile
+        )
+        click.echo(f"released folder: {n_ok} clip(s) prepared, {n_failed} failed ({in_dir})")
     result = pack(
         in_dir, out_dir, split, shards=shards, rows_per_shard=rows_per_shard, layout=layout,
         ids=ids_file, jobs=jobs, backend=backend, scheduler=scheduler, frames=frames,
         audio=audio, compression=compression, modalities=mods, test=test, virtual=virtual, id_list=id_list,
+        progress=progress_wanted(),
     )  # fmt: skip
     click.echo(result.summary())
     if strict and (result.skipped or result.missing):

@@ -8,8 +8,20 @@ from avprep.frame_pairs import WINDOWS
 
 
 @click.command("pairs")
-@click.option("--in", "in_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--in",
+    "in_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="An `avprep extract --frame-at fps:N` output folder.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the pairs (an extraction folder pack-h5 reads).",
+)
 @click.option("--seconds", default=1.0, show_default=True, type=float, help="Audio per frame.")
 @click.option(
     "--window",

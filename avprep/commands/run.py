@@ -21,7 +21,8 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command()
-@click.argument("recipe", type=click.Path(path_type=Path))
+@click.argument("recipe", required=False)
+@click.option("--list", "list_", is_flag=True, help="List the shipped recipes and exit.")
 @click.option(
     "--workdir",
     type=click.Path(path_type=Path),
@@ -31,18 +32,39 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--dry-run", is_flag=True, help="Show the plan and check every stage; run nothing.")
 @click.option("--from", "start_from", default=None, help="Rerun from this stage on.")
 @click.option("--set", "sets", multiple=True, help="Override a recipe variable: key=value.")
-def run(recipe: Path, workdir: Path | None, dry_run: bool, start_from: str | None, sets) -> None:
-    """Run the pipeline RECIPE (a YAML file in pipelines/), resuming where it stopped."""
-    from avprep.cli import cli
+def run(
+    recipe: str | None, list_: bool, workdir: Path | None, dry_run: bool, start_from: str | None,
+    sets,
+) -> None:  # fmt: skip
+    """Run the pipeline RECIPE, resuming where it stopped.
 
-    pipe = load_pipeline(recipe)
+    RECIPE is a YAML file, or the name of a shipped recipe (`avprep run --list`
+    shows them; e.g. synthav, flickr-test, vggss-test).
+
+    \b
+    Examples:
+      avprep run synthav --dry-run
+      avprep run vggss-test --workdir data/vggss-test
+      avprep run my-recipe.yaml --from extract --set profile=sspl
+    """
+    from avprep.cli import cli
+    from avprep.shipped import recipe_names, recipe_path
+
+    if list_:
+        for name in recipe_names():
+            click.echo(f"{name:<22} {load_pipeline(recipe_path(name)).description}".rstrip())
+        return
+    if recipe is None:
+        raise click.UsageError("give a RECIPE (a YAML file or a shipped name, see --list)")
+    pipe = load_pipeline(recipe_path(recipe))
     workdir = workdir or Path("data") / pipe.name
     overrides = _overrides(sets)
     rows = plan(pipe, cli, workdir, overrides)
     click.echo(f"pipeline {pipe.name}: {pipe.description}".rstrip(": "))
     click.echo(f"workdir  {workdir}")
     for i, (stage, argv, status) in enumerate(rows, 1):
-        click.echo(f"{i:>2}. {stage.name:<14} {status:<8} avprep {' '.join(argv)}")
+        prog = "" if argv[:1] == ["avmodels"] else "avprep "
+        click.echo(f"{i:>2}. {stage.name:<14} {status:<8} {prog}{' '.join(argv)}")
     if dry_run:
         return
     results = run_pipeline(pipe, cli, workdir, overrides=overrides, start_from=start_from)

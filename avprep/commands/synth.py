@@ -6,6 +6,7 @@ import re
 
 import click
 
+from avprep.clikit import no_progress_option
 from avprep.errors import ConfigError, MediaError
 
 
@@ -49,13 +50,28 @@ def _range(text: str, option: str, cast=int) -> tuple:
 @click.option("--object-aspect", default="0.5-2", show_default=True,
               help="Box elongation (w/W)/(h/H), log-uniform in MIN-MAX.")  # fmt: skip
 @click.option("--snr", default="0-20", show_default=True, help="Signal-to-noise range in dB.")
-@click.option("--val-fraction", type=float, default=0.1, show_default=True)
-@click.option("--test-fraction", type=float, default=0.2, show_default=True)
+@click.option(
+    "--val-fraction",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Fraction of the clips in the val split (splits/val.txt).",
+)
+@click.option(
+    "--test-fraction",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Fraction of the clips in the test split (splits/test.txt).",
+)
 @click.option("--prefix", default="synthav", show_default=True, help="Clip id prefix.")
-@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Parallel workers.")
+@click.option(
+    "--jobs", "-j", type=click.IntRange(1), default=1, show_default=True, help="Parallel workers."
+)
 @click.option("--backend", type=click.Choice(["loky", "dask", "serial"]), default="loky",
-              show_default=True)  # fmt: skip
+              show_default=True, help="Where the workers run.")  # fmt: skip
 @click.option("--scheduler", default=None, help="Dask scheduler address (backend dask).")
+@no_progress_option
 def synth(
     out: str,
     clips: int,
@@ -109,7 +125,11 @@ def synth(
     ).validate()
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1 (got {jobs})")
-    result = generate(cfg, out, jobs=jobs, backend=backend, scheduler=scheduler)
+    from avprep.clikit import progress_wanted
+
+    result = generate(
+        cfg, out, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress_wanted()
+    )
     splits = ", ".join(f"{k} {v}" for k, v in result.splits.items())
     click.echo(
         f"SynthAV in {result.out}: {result.generated} generated, {result.skipped} already there, "

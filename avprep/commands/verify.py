@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from avprep.clikit import no_progress_option
 from avprep.errors import StoreError
 
 
@@ -21,8 +22,16 @@ from avprep.errors import StoreError
     is_flag=True,
     help="Skip decoding frames and scanning arrays for NaN/inf (structure only).",
 )
-@click.option("--jobs", type=int, default=1, show_default=True, help="Shards checked in parallel.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Shards checked in parallel.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@no_progress_option
 def verify(folder: Path, no_hash: bool, no_content: bool, jobs: int, as_json: bool) -> None:
     """Check a store made by pack-h5 (native or SSPL layout).
 
@@ -35,9 +44,12 @@ def verify(folder: Path, no_hash: bool, no_content: bool, jobs: int, as_json: bo
     Example:
       avprep verify shards/train
     """
+    from avprep.clikit import progress_wanted
     from avprep.store.verify import report_dict, verify_store
 
-    report = verify_store(folder, hashes=not no_hash, content=not no_content, jobs=jobs)
+    report = verify_store(
+        folder, hashes=not no_hash, content=not no_content, jobs=jobs, progress=progress_wanted()
+    )
     if as_json:
         click.echo(json.dumps(report_dict(report), indent=2))
     else:

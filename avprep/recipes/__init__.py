@@ -22,9 +22,11 @@ from avprep.errors import ConfigError, InputError
 from avprep.recipes import (  # noqa: F401 - registers formats  # noqa: F401, E402 - Multi-Source's sets
     audioset_instrument,
     ave,
+    binary,
     chaotic,
     filelists,
     flickr,
+    protocols,
     urls,
     vggsound,
     vggss,
@@ -72,7 +74,7 @@ def _bad_lines_error(path: str, bad: list[tuple[int, str]]) -> InputError:
     more = f"\n  ... and {len(bad) - MAX_REPORTED} more" if len(bad) > MAX_REPORTED else ""
     return InputError(
         f"{path}: {len(bad)} malformed {'entry' if len(bad) == 1 else 'entries'} "
-        f"(fix them, or pass --skip-bad / skip_bad=True to skip them):\n  {shown}{more}"
+        f"(fix them, or pass --skip-bad to skip them):\n  {shown}{more}"
     )
 
 
@@ -86,8 +88,8 @@ def load_clips(
 ) -> pd.DataFrame:
     """Parse an id list / annotation file into the clip table.
 
-    ``source``: a path, or a registry name such as ``vggss/test-5158`` (fetched
-    into the cache if needed). ``fmt``: a name of :data:`FORMATS` or ``auto``
+    ``source``: a path, a registry name such as ``vggss/test-5158`` (fetched
+    into the cache if needed), or a comma list ``a,b,c`` (see :mod:`avprep.idspec`). ``fmt``: a name of :data:`FORMATS` or ``auto``
     (detected from the content; a registry entry brings its own). ``dataset``
     (flickr | vggsound | url | chaotic) restricts detection and checks ids.
     ``split`` keeps the rows of that split; rows whose split is unknown are
@@ -97,7 +99,13 @@ def load_clips(
     ``format``, ``skipped``, ``bad_lines`` [(number, reason)], ``duplicates``,
     ``filtered`` (rows of another split).
     """
-    path, entry = resolve_source(source)
+    from avprep.idspec import INLINE_NAME, inline_ids, is_inline
+
+    if is_inline(source):  # "a,b,c" typed after --ids
+        path, entry, text = INLINE_NAME, None, "\n".join(inline_ids(str(source)))
+    else:
+        path, entry = resolve_source(source)
+        text = None
     dataset = normalise_dataset(dataset)
     if fmt != "auto":
         FORMATS.get(fmt)  # unknown format -> error listing the valid ones
@@ -105,12 +113,13 @@ def load_clips(
         fmt = entry.format
     if dataset is None and entry is not None and entry.corpus in DATASETS:
         dataset = entry.corpus
-    if fmt == "auto" and Path(path).suffix == ".pkl":
-        fmt = "mssl-tags-pkl"  # a binary pickle: never decoded as text
-    if fmt != "auto" and FORMATS.get(fmt).binary:
-        text = str(path)  # binary formats read the file themselves
-    else:
-        text = read_text(path)
+    if text is None:  # a file (an inline "a,b,c" list has its text already)
+        if fmt == "auto" and Path(path).suffix == ".pkl":
+            fmt = "mssl-tags-pkl"  # a binary pickle: never decoded as text
+        if fmt != "auto" and FORMATS.get(fmt).binary:
+            text = str(path)  # binary formats read the file themselves
+        else:
+            text = read_text(path)
     if fmt == "auto":
         fmt = detect_format(text, dataset, str(path))
         log.info("%s: detected format %s", path, fmt)
@@ -154,5 +163,8 @@ def load_clips(
 
 
 def clip_ids(source: str | Path, **kw) -> list[str]:
-    """The clip ids of ``source`` in file order (duplicates dropped); see :func:`load_clips`."""
-    return load_clips(source, **kw)["clip_id"].tolist()
+    """The clip ids of ``source`` in file order (duplicates dropped): :func:`avprep.idspec.read_ids`
+    (``kw`` go to :func:`load_clips`)."""
+    from avprep.idspec import read_ids
+
+    return read_ids(source, **kw)

@@ -52,6 +52,9 @@ def _line_shape(line: str) -> str | None:
             and fields[3].strip() in CSV_SPLITS
         ):
             return "vggsound-csv"
+        first = fields[0].strip() if fields else ""
+        if first and is_safe_id(first) and len(fields) <= 3:
+            return "id-csv"  # an id list with extra columns: the first one is the id
         return None
     ext = line.rsplit(".", 1)[-1].lower() if "." in line else ""
     if ext in MEDIA_EXTS and _PATH.match(line):
@@ -74,6 +77,8 @@ def _json_format(text: str, path: str) -> str:
         raise InputError(
             f"{path}: looks like JSON but line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
+    except RecursionError:
+        raise InputError(f"{path}:1: JSON nested too deeply to be a list of annotations") from None
     first = next((x for x in data if isinstance(x, dict)), None) if isinstance(data, list) else None
     if first is None:
         raise InputError(

@@ -95,3 +95,15 @@ def parse_file_paths(text: str, col: Collector, dataset: str | None) -> None:
 )
 def parse_ids(text: str, col: Collector, dataset: str | None) -> None:
     col.feed(iter_lines(text), lambda line: id_row(line, dataset))
+
+
+@register(
+    "id-csv",
+    ("flickr", "vggsound", "chaotic"),
+    "'<id>,<anything>' rows: the first CSV column is the clip id, the rest is unused",
+    "zpWuikVorYg_000032,1",
+)
+def parse_id_csv(text: str, col: Collector, dataset: str | None) -> None:
+    col.feed(
+        iter_lines(text), lambda line: id_row(line.split(",", 1)[0].strip().strip('"'), dataset)
+    )

@@ -36,17 +36,32 @@ def flickr_row(raw: str, url: str | None = None) -> Row:
 
 
 def _soundnet_parts(line: str) -> list[str] | None:
+    """The URL's segments re-based so that the Flickr id is segment 5, or ``None``.
+
+    Flickr's own ``http://www.flickr.com/videos/<owner>/<id>/play/orig/<secret>``,
+    and the same path served by a mirror under any host and prefix
+    (``https://mirror.org/soundnet/videos/<owner>/<id>/play/orig/<secret>``):
+    a mirror keeps the Flickr id, never the secret.
+    """
     parts = line.split("/")
+    if len(parts) < 8 or parts[0] not in ("http:", "https:") or parts[1] != "" or not parts[2]:
+        return None
     if (
-        len(parts) >= 8
-        and parts[0] in ("http:", "https:")
-        and parts[1] == ""
-        and parts[2].lower() in ("www.flickr.com", "flickr.com")
+        parts[2].lower() in ("www.flickr.com", "flickr.com")
         and parts[3] == "videos"
         and parts[6] == "play"
         and parts[7] == "orig"
     ):
         return parts
+    # a mirror: the first ".../videos/<owner>/<id>/play/orig" run after the host
+    for i in range(3, len(parts) - 4):
+        if (
+            parts[i] == "videos"
+            and parts[i + 3] == "play"
+            and parts[i + 4] == "orig"
+            and FLICKR_ID.match(parts[i + 2])
+        ):
+            return parts[:3] + parts[i:]
     return None
 
 
@@ -59,7 +74,8 @@ def soundnet_row(line: str) -> Row:
     parts = _soundnet_parts(line)
     if parts is None:
         raise BadLine(
-            "not a SoundNet URL http://www.flickr.com/videos/<owner>/<id>/play/orig/<secret>: "
+            "not a SoundNet URL http://www.flickr.com/videos/<owner>/<id>/play/orig/<secret> "
+            "(or that path on a mirror): "
             f"{line[:80]!r}"
         )
     if not _URL_CHARS.match(line):
@@ -74,7 +90,8 @@ def soundnet_row(line: str) -> Row:
 @register(
     "soundnet-urls",
     ("flickr",),
-    "SoundNet urls_public.txt: one Flickr URL a line; id = path segment 5",
+    "SoundNet urls_public.txt: one Flickr URL a line (or a mirror of that path); "
+    "id = the segment after the owner",
     "http://www.flickr.com/videos/27606531@N02/2898394758/play/orig/a1b2c3d4e5",
 )
 def parse_soundnet_urls(text: str, col: Collector, dataset: str | None) -> None:

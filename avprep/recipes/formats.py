@@ -16,7 +16,7 @@ from avprep.registry import Registry
 
 Parser = Callable[[str, Collector, "str | None"], None]
 
-DATASETS = ("flickr", "vggsound", "url", "chaotic")
+DATASETS = ("flickr", "vggsound", "url", "chaotic", "is3", "avsbench", "vpo")
 DATASET_ALIASES = {"urls": "url", "soundnet": "flickr", "vggss": "vggsound"}
 
 

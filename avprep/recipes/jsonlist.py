@@ -15,6 +15,8 @@ def load_list(text: str, path: str) -> list:
         raise InputError(
             f"{path}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})"
         ) from None
+    except RecursionError:
+        raise InputError(f"{path}:1: JSON nested too deeply to be a list of annotations") from None
     if not isinstance(data, list):
         raise InputError(f"{path}: expected a JSON list of annotations, got {type(data).__name__}")
     return data

@@ -60,6 +60,9 @@ def url_row(line: str) -> Row:
     yt = youtube_id(parts)
     if yt:
         return Row(yt, "url", line)
+    if any(urllib.parse.unquote(s) in (".", "..") for s in parts.path.split("/")):
+        # a client would resolve /../../etc/passwd to /etc/passwd: never take an id from it
+        raise BadLine(f"hostile URL path with '.' or '..' segments: {redact(line)!r}")
     segment = urllib.parse.unquote(parts.path.rstrip("/").rsplit("/", 1)[-1])
     if not segment:
         raise BadLine(f"URL has no file name to take a clip id from: {redact(line)!r}")

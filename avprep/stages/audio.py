@@ -1,8 +1,8 @@
 """Audio clips: the window each original takes, tiling of short tracks, int16 WAV.
 
 ffmpeg decodes, downmixes (``-ac 1``: the mean of the channels) and resamples
-(libswresample) only the window asked for; this module decides the window,
-brings what ffmpeg returned to exactly ``audio_seconds × rate`` samples the
+(libswresample); :mod:`avprep.stages.audio_window` decides the window; this
+module brings what ffmpeg returned to exactly ``audio_seconds × rate`` samples the
 way the profile's original does for short tracks, and writes a mono 16-bit
 PCM WAV.
 
@@ -20,27 +20,6 @@ import numpy as np
 
 from avprep.atomic import atomic_path
 from avprep.errors import MediaError
-
-
-def window_start(
-    kind: str, seconds: float, track_duration: float, frame_time: float
-) -> tuple[float, bool]:
-    """Start (s) of the audio window and whether the whole track is needed.
-
-    ``centre``: the middle ``seconds`` of the track (EZ-VSL: ``max(dur/2 -
-    seconds/2, 0)``). ``at-frame``: centred on the key frame, shifted to stay
-    inside the track. ``start``: from 0. A track shorter than the window is
-    read whole (it will be tiled or padded).
-    """
-    if track_duration <= seconds:
-        return 0.0, True
-    if kind == "centre":
-        start = track_duration / 2.0 - seconds / 2.0
-    elif kind == "at-frame":
-        start = frame_time - seconds / 2.0
-    else:
-        start = 0.0
-    return min(max(0.0, start), track_duration - seconds), False
 
 
 def fit_length(samples: np.ndarray, n: int, short: str) -> np.ndarray:

@@ -50,6 +50,7 @@ from typing import Any, NamedTuple
 
 from avprep import ffmpeg
 from avprep.atomic import TMP_PREFIX, cleanup_temps
+from avprep.diskfull import RETRYABLE, disk_full_path
 from avprep.errors import (
     AvprepError,
     ConfigError,
@@ -60,12 +61,15 @@ from avprep.errors import (
     UnavailableError,
 )
 from avprep.ids import check_id, split_vggsound_id
+from avprep.lock import folder_lock, lock_name
 from avprep.manifest import FAILED, OK, SKIPPED, UNAVAILABLE, ClipRecord, Manifest
+from avprep.runner import retryable_record
+from avprep.stages.mediainfo import decodable_duration, mp4_cut_short
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.jsonl"
-LOCK_NAME = ".download.lock"
+LOCK_NAME = lock_name("download")
 RATE_NAME = ".ratelimit"
 #: VGGSound clips are 10 s from their start time.
 DEFAULT_SECTION = 10.0
@@ -631,7 +635,17 @@ def verify_media(path: Path, timeout: float = 120) -> ffmpeg.MediaInfo:
         raise MediaError("downloaded file has neither a video nor an audio stream")
     if not info.duration or info.duration <= 0:
         raise MediaError("downloaded file has zero duration")
-    # A file cut short can keep an intact header (moov first): decode its end.
+    # A file cut short can keep an intact header (moov first): its declared duration
+    # then looks fine, so compare it with what can be read, and decode the end.
+    cut = mp4_cut_short(path)
+    if cut:
+        raise MediaError(f"truncated download: {cut}")
+    readable = decodable_duration(path, timeout=timeout)
+    if readable is not None and readable < info.duration - max(0.5, 0.05 * info.duration):
+        raise MediaError(
+            f"truncated download: {readable:.2f} s of media readable of the "
+            f"{info.duration:.2f} s its header declares"
+        )
     ffmpeg.run(
         ["-xerror", "-sseof", "-1", "-i", path, "-f", "null", "-"],
         timeout=timeout,
@@ -701,6 +715,9 @@ def download_clip(clip: Clip, cfg: DownloadConfig, scrub: Scrubber | None = None
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes a record
+            where = disk_full_path(exc)
+            if where is not None:  # the machine's problem, not the clip's: redo it next run
+                return retryable_record(clip.clip_id, scrub(where))
             status, reason = classify_error(exc)
             reason = scrub(reason)
             log.debug("%s: attempt %d: %s: %s", clip.clip_id, attempt, status, reason)
@@ -761,29 +778,7 @@ class DownloadReport:
 
 def _sweep(out: Path) -> int:
     """Remove what killed runs left behind (``.tmp-*`` files and folders)."""
-    n = cleanup_temps(out)
-    for p in out.glob(TMP_PREFIX + "*"):
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-            n += 1
-    return n
-
-
-@contextlib.contextmanager
-def _folder_lock(out: Path):
-    import fcntl
-
-    with open(out / LOCK_NAME, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(
-                f"another avprep download is writing into {out}; wait for it or use another --out"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return cleanup_temps(out, dirs=True)
 
 
 def _is_done(rec: ClipRecord | None, out: Path) -> bool:
@@ -837,7 +832,7 @@ def download_clips(
     clips = prepared.clips
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(out):
+    with folder_lock(out, "download"):
         swept = _sweep(out)
         if swept:
             log.info("removed %d temporary entries left by an interrupted run", swept)
@@ -848,7 +843,9 @@ def download_clips(
             rec = manifest.get(clip.clip_id)
             if _is_done(rec, out):
                 done += 1
-            elif rec is not None and not rec.ok and not retry_failed:
+            elif (
+                rec is not None and not rec.ok and not retry_failed and not rec.meta.get(RETRYABLE)
+            ):
                 not_retried += 1
             else:
                 if rec is not None and rec.ok:
@@ -862,17 +859,22 @@ def download_clips(
                 RateLimiter(out / RATE_NAME, cfg.rate_limit).reset()
             manifest.write_header(stage="download", **tool_versions(), options=cfg.public())
             worker = _Worker(cfg)
-            for rec in map_clips(
-                worker,
-                todo,
-                jobs=max(1, min(jobs, len(todo))),  # no idle worker processes to start
-                backend=backend,
-                scheduler=scheduler,
-                manifest=manifest,
-                desc="download",
-                progress=progress,
-            ):
-                records.append(rec)
+            try:
+                for rec in map_clips(
+                    worker,
+                    todo,
+                    jobs=max(1, min(jobs, len(todo))),  # no idle worker processes to start
+                    backend=backend,
+                    scheduler=scheduler,
+                    manifest=manifest,
+                    desc="download",
+                    progress=progress,
+                ):
+                    records.append(rec)
+            finally:
+                # Ctrl-C can stop a worker between mkdtemp and its own cleanup: the
+                # lock is still ours, so whatever .tmp-* is left now is a leftover
+                _sweep(out)
     return DownloadReport(
         requested=len(clips),
         duplicates=prepared.duplicates,

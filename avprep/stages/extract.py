@@ -6,8 +6,10 @@ Per clip (:func:`extract_clip`):
 2. ONE ffmpeg process with the file opened twice: input 0 seeks (``-ss``
    before ``-i``: jump to the keyframe before the key frame, decode forward,
    drop earlier frames) and writes the key frame and the next one as PPM to a
-   pipe; input 1 seeks to the audio window and writes it as mono s16 at the
-   profile's rate. Decoding is single-threaded: parallelism is across clips.
+   pipe; input 1 seeks to the audio window (when an MP4 edit list states the
+   decoded length; otherwise it decodes the whole track and the window is cut
+   from the counted samples, see :mod:`avprep.stages.audio_window`) and writes
+   it as mono s16 at the profile's rate. Decoding is single-threaded: parallelism is across clips.
    ``-copyts`` keeps the source timeline, so the frame times recorded come
    from the frames themselves (variable frame rate safe);
 3. in Python: resize (OpenCV), JPEG, tile/pad the audio, WAV, spectrogram,
@@ -22,12 +24,12 @@ renamed, so a file present under its final name is complete.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import os
 import resource
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -40,6 +42,7 @@ from avprep import ffmpeg
 from avprep.atomic import TMP_PREFIX, cleanup_temps
 from avprep.errors import ConfigError, HostileIdError, InputError, MediaError
 from avprep.ids import check_id
+from avprep.lock import folder_lock
 from avprep.manifest import FAILED, OK, ClipRecord, Manifest
 from avprep.profiles import Profile, frame_at_value
 from avprep.runner import map_clips
@@ -47,8 +50,9 @@ from avprep.spectrogram import compute as compute_spectrogram
 from avprep.stages import audio as audio_stage
 from avprep.stages import flow as flow_stage
 from avprep.stages import frames as frame_stage
+from avprep.stages.audio_window import AudioWindow, SignalFacts, plan_window
 from avprep.stages.flow import write_npy
-from avprep.stages.mediainfo import clip_info
+from avprep.stages.mediainfo import clip_info, mp4_cut_short
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,9 @@ def extract_clip(
     cpu_start = _cpu_seconds()
     info = clip_info(source.path)
     media = info.media
+    cut = mp4_cut_short(source.path) if info.via == "mp4" else None
+    if cut:
+        raise MediaError(f"{cid}: {cut} (declared {media.duration or 0:.2f} s); re-download it")
     if not media.duration or media.duration <= 0:
         raise MediaError(f"{cid}: zero duration (nothing to extract)")
     if not media.has_video:
@@ -102,10 +109,10 @@ def extract_clip(
     rate = profile.sample_rate or media.sample_rate
     if not rate:
         raise MediaError(f"{cid}: the audio sample rate is unknown; pass --sample-rate")
-    track = info.audio_duration or media.duration
-    a_start, whole = audio_stage.window_start(
-        profile.audio_window, profile.audio_seconds, track, t_frame
-    )
+    rate = int(rate)
+    window = _known_window(profile, info, rate, t_frame)
+    a_start = window.start_seconds if window is not None else 0.0
+    whole = window is None or window.whole
     plan = _Plan(
         kind=kind,
         fps_n=fps_n,
@@ -118,7 +125,7 @@ def extract_clip(
         a_seconds=None if whole else profile.audio_seconds + _AUDIO_MARGIN,
         rate=int(rate),
     )
-    frames, times, raw = _decode(source.path, plan, cid)
+    frames, times, raw = _decode(source.path, plan, cid, out)
     key_index = 0
     if kind == "fps":
         key_index = _nearest(times, video_duration / 2.0)
@@ -127,9 +134,15 @@ def extract_clip(
         if found is None and plan.t_seek > 0:
             # variable frame rate: the frame shown at t_frame starts earlier still
             wide = dataclasses.replace(plan, t_seek=max(0.0, t_frame - 2.0), n_frames=None)
-            frames, times, raw = _decode(source.path, wide, cid)
+            frames, times, raw = _decode(source.path, wide, cid, out)
             found = frame_stage.shown_at(times, t_frame)
         key_index = found or 0
+    if window is None:
+        # no edit list told the decoded length: the whole track was decoded, count it
+        signal = SignalFacts(samples=int(raw.size), rate=rate, source="decoded")
+        window = plan_window(profile.audio_window, profile.audio_seconds, signal, t_frame)
+        raw = raw[window.start :]
+        a_start = window.start_seconds
     t_decoded = time.perf_counter()
     # check everything before writing anything, so a failed clip leaves no files
     if not frames:
@@ -168,6 +181,7 @@ def extract_clip(
             outputs["flow_legacy_y"] = f"flow/flow_y/{cid}.jpg"
     t_flow = time.perf_counter()
 
+    window_source = "edit-list" if info.audio_signal_duration is not None else "decoded"
     n = int(round(profile.audio_seconds * rate))
     samples = audio_stage.fit_length(raw, n, profile.short_audio)
     audio_stage.write_wav(out / "audio" / f"{cid}.wav", samples, rate)
@@ -186,6 +200,9 @@ def extract_clip(
             "frame_time": key_time,
             "next_frame_time": next_time,
             "audio_start": round(a_start, 6),
+            # the window's first sample in the decoded signal, and where its length came from
+            "audio_start_sample": int(window.start),
+            "audio_signal_source": window_source,
             "audio_seconds": profile.audio_seconds,
             "sample_rate": int(rate),
             "width": int(key_small.shape[1]),
@@ -211,6 +228,19 @@ def extract_clip(
     return ClipRecord(clip_id=cid, status=OK, outputs=outputs, meta=meta)
 
 
+def _known_window(profile: Profile, info, rate: int, t_frame: float) -> AudioWindow | None:
+    """The audio window when the decoded length is known before decoding, else None.
+
+    An MP4 edit list states it (priming and padding excluded): ffmpeg then seeks
+    to the window. Otherwise the one ffmpeg pass decodes the whole track and
+    the window is cut from the counted samples (:mod:`avprep.stages.audio_window`).
+    """
+    if info.audio_signal_duration is None:
+        return None
+    signal = SignalFacts.from_duration(info.audio_signal_duration, rate)
+    return plan_window(profile.audio_window, profile.audio_seconds, signal, t_frame)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Plan:
     """What one ffmpeg pass decodes."""
@@ -226,23 +256,24 @@ class _Plan:
     rate: int
 
 
-def _decode(path: str, plan: _Plan, cid: str) -> tuple[list[np.ndarray], list, np.ndarray]:
+def _decode(
+    path: str, plan: _Plan, cid: str, out: Path
+) -> tuple[list[np.ndarray], list, np.ndarray]:
     """One ffmpeg process: (RGB frames, their times in s, mono int16 audio)."""
-    # ffmpeg's side outputs go to the system temp folder, not OUT: an ffmpeg orphaned by a
-    # kill -9 of its parent may still write them after a rerun has swept OUT
-    fd, raw_path = tempfile.mkstemp(prefix=f"avprep-{cid}.", suffix=".s16")
-    os.close(fd)
-    fd, stats_path = tempfile.mkstemp(prefix=f"avprep-{cid}.", suffix=".txt")
-    os.close(fd)
+    # ffmpeg's side outputs go to a .tmp-<id>-* folder inside OUT, removed after the
+    # clip; one a killed run leaves is swept by the next run (under OUT's lock). An
+    # ffmpeg orphaned by a kill -9 that writes after that sweep writes into nothing.
+    out.mkdir(parents=True, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{cid}-", dir=out)
+    raw_path = os.path.join(work, "audio.s16")
+    stats_path = os.path.join(work, "times.txt")
     try:
         proc = ffmpeg.run(_ffmpeg_args(path, plan, raw_path, stats_path), what=cid)
         frames = frame_stage.parse_ppm_stream(proc.stdout)
         times = _read_times(stats_path)
         raw = np.fromfile(raw_path, dtype="<i2")
     finally:
-        for p in (raw_path, stats_path):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(p)
+        shutil.rmtree(work, ignore_errors=True)
     if len(times) < len(frames):
         times += [None] * (len(frames) - len(times))
     return frames, times, raw
@@ -471,27 +502,62 @@ def run_extract(
     in_path: str | os.PathLike,
     out_dir: str | os.PathLike,
     profile: Profile,
+    **kw: Any,
+) -> ExtractSummary:
+    """Extract every clip of ``in_path`` into ``out_dir``; resume what is done.
+
+    The manifest header records ``profile`` and ``profile_params``; a rerun
+    with different parameters into the same folder is refused (its files
+    would mix two preprocessings). One run per folder at a time: the folder's
+    lock (``OUT/.extract.lock``) is taken before the header is read. Options
+    (``jobs``, ``backend``, ``scheduler``, ``limit``, ``progress``, ``times``): see
+    :func:`_run_extract_locked`.
+    """
+    out = Path(out_dir)
+    with folder_lock(out, "extract"):
+        swept = cleanup_temps(out, dirs=True)  # what a killed run left in OUT itself
+        if swept:
+            log.info("removed %d temporary entries left by an interrupted run", swept)
+        return _run_extract_locked(in_path, out_dir, profile, **kw)
+
+
+def _run_extract_locked(
+    in_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    profile: Profile,
     *,
     jobs: int = 1,
     backend: str = "loky",
     scheduler: str | None = None,
     limit: int | None = None,
     progress: bool = True,
+    times: str | os.PathLike | None = None,
 ) -> ExtractSummary:
-    """Extract every clip of ``in_path`` into ``out_dir``; resume what is done.
+    """The body of :func:`run_extract`, under the folder lock.
 
-    The manifest header records ``profile`` and ``profile_params``; a rerun
-    with different parameters into the same folder is refused (its files
-    would mix two preprocessings).
+    ``times``: a CSV of clips at annotated times/frames of the videos
+    (:mod:`avprep.stages.times`, one decode per video).
     """
     t0 = time.perf_counter()
+    timed = None
+    if times is not None:
+        from avprep.stages.times import read_times
+
+        if frame_at_value(profile.frame_at)[0] == "fps":
+            raise ConfigError(
+                "--times takes one annotated frame a clip; --frame-at fps:N does not apply"
+            )
+        timed = read_times(times)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sources, rejected = find_sources(in_path)
     if limit is not None:
         if limit < 0:
             raise ConfigError(f"--limit must be >= 0, got {limit}")
-        sources = sources[:limit]
+        if timed is not None:
+            timed = timed[:limit]
+        else:
+            sources = sources[:limit]
     manifest = Manifest(out / MANIFEST_NAME)
     params = json.loads(json.dumps(profile.params()))
     old = manifest.header.get("profile_params")
@@ -509,6 +575,9 @@ def run_extract(
     if profile.spectrogram and (out / "spectrograms" / profile.spectrogram).is_dir():
         cleanup_temps(out / "spectrograms" / profile.spectrogram)
 
+    if timed is not None:
+        return _run_times(timed, sources, rejected, manifest, out, profile, t0, jobs=jobs,
+                          backend=backend, scheduler=scheduler, progress=progress)  # fmt: skip
     for rec in rejected:
         if not is_done(manifest.get(rec.clip_id), out):
             manifest.append(rec)
@@ -548,3 +617,24 @@ def _reason(error: str) -> str:
     # "<clip id>: reason" -> "reason", so the same failure groups across clips
     head, sep, tail = error.partition(": ")
     return tail if sep and " " not in head else error
+
+
+def _run_times(timed, sources, rejected, manifest, out, profile, t0, **kw) -> ExtractSummary:
+    """``--times``: clips at annotated times, one decode per source video."""
+    from avprep.stages.times import run_times
+
+    for rec in rejected:
+        log.warning("%s", rec.error)
+    videos = {s.clip_id: s.path for s in sources}
+    counts, reasons, already = run_times(
+        videos, timed, manifest, out, profile, is_done=is_done, **kw
+    )
+    return ExtractSummary(
+        total=len(timed),
+        already_done=already,
+        ok=counts[OK],
+        failed=counts[FAILED],
+        seconds=time.perf_counter() - t0,
+        reasons=reasons.most_common(5),
+        out_dir=os.fspath(out),
+    )

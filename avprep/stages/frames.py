@@ -36,11 +36,19 @@ def frame_time(profile: Profile, duration: float, fps: float | None, need_next: 
     frame taken is the one *shown* at that time (the last frame starting at
     or before it): for a constant-rate clip of N frames that is frame N // 2,
     the frame HTF (``CAP_PROP_POS_FRAMES = N // 2``) and SSPL
-    (``all_jpgs[int(len / 2)]``) take, for odd N too. A time past the end is
-    clamped to the last frame (the one before it when flow needs a next one).
+    (``all_jpgs[int(len / 2)]``) take, for odd N too. A time in seconds at or
+    past the end raises :class:`MediaError` (the clip fails with the reason;
+    nothing is clamped). The middle of a clip too short for a frame after it
+    stays clamped to the last frame (the one before it when flow needs one).
     """
     kind, value = frame_at_value(profile.frame_at)
     t = duration / 2.0 if kind in ("middle", "fps") else float(value)
+    if kind == "seconds":
+        if t >= duration:
+            raise MediaError(
+                f"frame time {t:.3f} s is past the end of the video ({duration:.3f} s)"
+            )
+        return t
     step = 1.0 / fps if fps else 0.04
     last = max(0.0, duration - step * (2 if need_next else 1))
     return min(max(0.0, t), last)

@@ -5,7 +5,7 @@ Asking ``ffmpeg -i`` costs a process start (about 20 ms of CPU, a quarter of
 the whole per-clip budget for a video with 2 s keyframe spacing), so for
 MP4/MOV/M4V files — what yt-dlp and the Flickr mirrors deliver — the header
 boxes are read here directly (``moov/mvhd``, ``trak/tkhd``, ``mdia/mdhd``,
-``hdlr``, ``stsd``, ``stts``). Anything else, or a file whose boxes do not
+``hdlr``, ``stsd``, ``stts``, ``edts/elst``). Anything else, or a file whose boxes do not
 parse, goes to :func:`avprep.ffmpeg.probe`.
 """
 
@@ -36,6 +36,11 @@ class ClipInfo:
     video_duration: float | None = None
     frames: int | None = None
     via: str = "mp4"  # "mp4" (box reader) or "ffmpeg" (probe)
+    # Length of the audio the decoder delivers (s): the track's edit list with the
+    # encoder's priming and padding left out. None: unknown until decoded.
+    audio_signal_duration: float | None = None
+    # Samples of encoder priming the edit list skips (in the track's timescale, s).
+    audio_priming: float | None = None
 
 
 def clip_info(path: str | os.PathLike) -> ClipInfo:
@@ -110,6 +115,7 @@ def _read_mp4(path: Path) -> ClipInfo | None:
     if moov is None:
         return None
     movie_duration = None
+    movie_timescale = None
     tracks: list[dict] = []
     for kind, s, e in _boxes(moov, 0, len(moov)):
         if kind == b"mvhd":
@@ -120,6 +126,7 @@ def _read_mp4(path: Path) -> ClipInfo | None:
                 timescale, duration = struct.unpack_from(">II", moov, s + 12)
             if timescale and duration not in (0, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF):
                 movie_duration = duration / timescale
+            movie_timescale = timescale or None
         elif kind == b"mvex":
             return None  # fragmented MP4: durations live in the fragments
         elif kind == b"trak":
@@ -156,13 +163,49 @@ def _read_mp4(path: Path) -> ClipInfo | None:
         sample_rate=audio.get("sample_rate") if audio else None,
         audio_channels=audio.get("channels") if audio else None,
     )
+    signal = priming = None
+    if audio is not None:
+        signal, priming = _audio_signal(audio, movie_timescale)
     return ClipInfo(
         media=media,
         audio_duration=audio.get("duration") if audio else None,
         video_duration=video.get("duration") if video else None,
         frames=frames,
         via="mp4",
+        audio_signal_duration=signal,
+        audio_priming=priming,
     )
+
+
+def _audio_signal(track: dict, movie_timescale: int | None) -> tuple[float | None, float | None]:
+    """(decoded length, priming) in s from the audio track's edit list, or (None, None).
+
+    The track's ``mdhd`` duration counts every coded sample, the encoder's
+    priming (1024 samples for AAC, Opus's pre-skip) and end padding included;
+    the decoder (ffmpeg applies the edit list) delivers only the presented
+    part: one edit of ``segment_duration`` (movie timescale) starting at
+    ``media_time`` (track timescale). Only that plain case is trusted: no edit
+    list, several edits, an empty edit (a delay) or a rate other than 1 give
+    (None, None), and extraction then measures the decoded length instead.
+    """
+    edits = track.get("edits")
+    timescale = track.get("timescale")
+    if not edits or len(edits) != 1 or not timescale or not movie_timescale:
+        return None, None
+    segment, media_time, rate = edits[0]
+    if media_time < 0 or rate != 1.0:
+        return None, None
+    coded = track.get("duration")
+    priming = media_time / timescale
+    if segment > 0:
+        signal = segment / movie_timescale
+    elif coded is not None:
+        signal = coded - priming  # a zero segment duration means "to the end of the media"
+    else:
+        return None, None
+    if coded is not None and signal > coded - priming + 1e-6:
+        return None, None  # an edit past the media's end: trust the decoder, not the box
+    return signal, priming
 
 
 def _read_trak(buf: bytes, start: int, end: int) -> dict:
@@ -203,6 +246,22 @@ def _read_trak(buf: bytes, start: int, end: int) -> dict:
                     channels = struct.unpack_from(">H", buf, body + 8)[0]
                     rate = struct.unpack_from(">I", buf, body + 16)[0] >> 16
                     out["channels"], out["sample_rate"] = channels, rate
+            elif kind == b"elst":
+                version = buf[s]
+                (count,) = struct.unpack_from(">I", buf, s + 4)
+                edits = []
+                pos = s + 8
+                for _ in range(min(count, 64)):
+                    if version == 1:
+                        seg, mtime = struct.unpack_from(">Qq", buf, pos)
+                        pos += 16
+                    else:
+                        seg, mtime = struct.unpack_from(">Ii", buf, pos)
+                        pos += 8
+                    rate_int, rate_frac = struct.unpack_from(">hH", buf, pos)
+                    pos += 4
+                    edits.append((seg, mtime, rate_int + rate_frac / 65536.0))
+                out["edits"] = edits
             elif kind == b"stts":
                 (count,) = struct.unpack_from(">I", buf, s + 4)
                 total = 0
@@ -211,3 +270,64 @@ def _read_trak(buf: bytes, start: int, end: int) -> dict:
                     total += n
                 out["samples"] = total
     return out
+
+
+# -- truncated files ------------------------------------------------------------
+def mp4_cut_short(path: str | os.PathLike) -> str | None:
+    """Why an MP4/MOV file is cut short, or None (no process: top-level boxes only).
+
+    A download or copy cut off inside the media data keeps an intact header
+    when ``moov`` comes first ("faststart"), so the declared duration looks
+    fine; the last top-level box (``mdat``) then claims more bytes than the
+    file has. Files of other containers return None.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in _MP4_SUFFIXES:
+        return None
+    with open(path, "rb") as fh:
+        file_size = fh.seek(0, os.SEEK_END)
+        pos = 0
+        while pos + 8 <= file_size:
+            fh.seek(pos)
+            head = fh.read(16)
+            size, kind = struct.unpack_from(">I4s", head)
+            header = 8
+            if size == 1 and len(head) >= 16:
+                (size,) = struct.unpack_from(">Q", head, 8)
+                header = 16
+            elif size == 0:
+                return None  # "to the end of the file": nothing to compare
+            if size < header:
+                return None  # not a box structure we understand: let ffmpeg judge
+            if pos + size > file_size:
+                name = kind.decode("latin-1")
+                return (
+                    f"file cut short: its {name!r} box ends at byte {pos + size}, "
+                    f"the file has {file_size} bytes"
+                )
+            pos += size
+    return None
+
+
+def decodable_duration(path: str | os.PathLike, timeout: float = 120) -> float | None:
+    """Seconds of media that can actually be read from ``path`` (a demux pass, no decode).
+
+    The time of the last packet ffmpeg can read, every stream copied to the
+    null muxer; compare it with the duration the header declares to catch a
+    file cut short whose header is intact. None if ffmpeg reports no time.
+    """
+    from avprep import ffmpeg
+
+    proc = ffmpeg.run(
+        ["-nostats", "-i", path, "-map", "0", "-c", "copy", "-f", "null", "-",
+         "-progress", "pipe:1"],
+        timeout=timeout,
+        what="demux pass (truncated file?)",
+    )  # fmt: skip
+    last = None
+    for line in proc.stdout.decode("ascii", "replace").splitlines():
+        if line.startswith("out_time_us="):
+            value = line.split("=", 1)[1].strip()
+            if value.lstrip("-").isdigit():
+                last = int(value) / 1e6
+    return last

@@ -76,5 +76,5 @@ def read_index(folder: str | os.PathLike) -> StoreIndex:
         d = json.loads(path.read_text(encoding="utf-8"))
         shards = [ShardEntry(**s) for s in d.pop("shards")]
         return StoreIndex(shards=shards, **d)
-    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise StoreError(f"{path} is malformed ({exc}); repack the store") from exc

@@ -202,6 +202,20 @@ def decode_flac(data: bytes | np.ndarray, reference: bool = False) -> np.ndarray
     return pcm
 
 
+def check_audio_length(pcm: np.ndarray, length: int, where: str) -> None:
+    """Raise :class:`StoreError` unless decoded audio has the stored length.
+
+    A damaged FLAC row can decode to fewer samples (0, or some of its frames)
+    without a decoder error; ``length`` is the shard's ``audio_length``
+    attribute (0 when unknown: not checked).
+    """
+    if length > 0 and pcm.shape[0] != length:
+        raise StoreError(
+            f"{where}: decoded to {pcm.shape[0]} samples, the store says {length} "
+            "(damaged row: run `avprep verify`, repack the clip)"
+        )
+
+
 try:  # optional fast JPEG decoder (OpenCV decodes the same pixels)
     import simplejpeg as _simplejpeg
 except ImportError:  # pragma: no cover
@@ -327,6 +341,31 @@ def write_shard(
             d["frame_offset"][n] = offset
         if "audio_offset" in d:
             d["audio_offset"][n] = audio_offset
+
+
+def estimate_shard_bytes(clips: Sequence[Clip], spec: NativeSpec) -> int:
+    """An upper bound of the bytes :func:`write_shard` will write for ``clips``.
+
+    JPEG frames are stored as they are; FLAC audio is at most PCM plus its
+    header; float16 arrays at most their raw size (compression only shrinks
+    them); plus each row's metadata and a fixed margin for HDF5's own tables.
+    Pack checks the disk has this much free before it starts a shard: HDF5
+    hitting a full disk mid-write can crash the process instead of raising.
+    """
+    total = 1 << 20
+    per_row = 4096 + 8 * (len(TIME_KEYS) + 2)
+    if spec.frames == "raw" and spec.frame_shape and "frame" in spec.modalities:
+        per_row += int(np.prod(spec.frame_shape))
+    if "audio" in spec.modalities:
+        per_row += 2 * int(spec.audio_length or 0) + 8192
+    for m, shape in (("spectrogram", spec.spectrogram_shape), ("flow", spec.flow_shape)):
+        if m in spec.modalities and shape:
+            per_row += 2 * int(np.prod(shape))
+    for clip in clips:
+        total += per_row + len(json.dumps(clip.meta, default=str))
+        if "frame" in spec.modalities and spec.frames != "raw":
+            total += os.path.getsize(clip.frame) + FRAME_CHUNK_BYTES // 8
+    return total
 
 
 def _load_f16(clip: Clip, modality: str, shape: tuple[int, ...]) -> np.ndarray:

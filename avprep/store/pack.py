@@ -5,7 +5,8 @@ How it runs:
 1. choose the split's clips (all ok clips sorted by id, or ``--ids`` in
    order) and probe their files' headers; unusable clips are skipped with a
    reason, so the row numbering is final before anything is written;
-2. cut the rows into shards (row r goes to shard r // rows_per_shard);
+2. cut the rows into shards (:mod:`avprep.store.shard_plan`: ``--shards K``
+   gives K shards; SSPL's layout holds 14,400 rows a shard, as its loader reads);
 3. write the shards in parallel, one writer process per shard (h5py cannot
    share a file between processes), each row straight into the file, each
    shard under a temporary name renamed when complete;
@@ -23,7 +24,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import Sequence
@@ -34,8 +34,10 @@ import h5py
 
 from avprep import __version__
 from avprep.atomic import atomic_path, cleanup_temps, sha256_file
+from avprep.diskfull import check_free
 from avprep.errors import ConfigError, StoreError
 from avprep.ids import is_safe_id
+from avprep.lock import folder_lock
 from avprep.manifest import OK, ClipRecord
 from avprep.runner import map_clips
 from avprep.store import native, sspl
@@ -47,6 +49,7 @@ from avprep.store.index import (
     ShardEntry,
     StoreIndex,
 )
+from avprep.store.shard_plan import shard_bounds, sspl_num_train_note, sspl_sharded
 from avprep.store.source import Clip, Selection, most_common, read_ids, select
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,8 @@ class PackResult:
             f"{self.bytes / 1e6:.1f} MB"
             + (f", {self.bytes / self.rows / 1e3:.1f} kB per row" if self.rows else ""),
         ]
+        if self.layout == "sspl" and self.index.attrs.get("avprep_variant") == "train":
+            lines.append("  " + sspl_num_train_note(self.rows))
         if self.skipped:
             lines.append(f"  skipped {len(self.skipped)} clip(s) (listed in {INDEX_NAME}):")
             lines += [f"    {cid}: {why}" for cid, why in self.skipped[:top]]
@@ -137,6 +142,12 @@ class _ShardWriter:
     def __call__(self, task: ShardTask) -> ClipRecord:
         reused = self._complete(task)
         if not reused:
+            need = (
+                native.estimate_shard_bytes(task.clips, self.spec)
+                if self.layout == "native"
+                else sspl.shard_bytes(len(task.clips))
+            )
+            check_free(self.out, need, f"shard {task.name}")
             with contextlib.ExitStack() as stack:
                 tmps = {
                     role: stack.enter_context(atomic_path(self.out / name))
@@ -252,6 +263,19 @@ def _remove_stale(out: Path, pattern: re.Pattern, keep: set[str]) -> None:
 
 
 def pack(
+    in_dir: str | os.PathLike, out_dir: str | os.PathLike, split: str, **kw: Any
+) -> PackResult:
+    """Pack the extraction folder ``in_dir`` as split ``split`` into ``out_dir``.
+
+    One pack per folder at a time: ``OUT/.pack-h5.lock`` is held from before
+    the old index is read until the new one is written. Options: see
+    :func:`_pack_locked`.
+    """
+    with folder_lock(out_dir, "pack-h5"):
+        return _pack_locked(in_dir, out_dir, split, **kw)
+
+
+def _pack_locked(
     in_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     split: str,
@@ -275,7 +299,8 @@ def pack(
     """Pack the extraction folder ``in_dir`` as split ``split`` into ``out_dir``.
 
     ``shards`` (K) or ``rows_per_shard`` (N) size the shards (default: one
-    shard); with K, N = ceil(rows / K). ``ids`` is a list of clip ids, or
+    shard); with K, exactly K shards of near-equal size; SSPL's sharded train
+    layout always holds 14,400 rows a shard (:mod:`avprep.store.shard_plan`). ``ids`` is a list of clip ids, or
     an id list in any form :func:`avprep.recipes.clip_ids` reads (a file in
     any list format, or a registry name such as ``sspl/vggss-test-4692``):
     exactly those clips, in that order. ``audio``: ``flac`` (lossless, the
@@ -335,12 +360,11 @@ def pack(
             + (f"; {len(sel.missing)} listed id(s) not extracted" if sel.missing else "")
         )
 
-    rps = rows_per_shard or math.ceil(n / (shards or 1))
-    num = math.ceil(n / rps)
-    if shards is not None and num != shards:
-        log.warning("%d rows in shards of %d make %d shard(s), not %d", n, rps, num, shards)
-    if layout == "sspl" and variant == "test" and num > 1:
-        raise ConfigError("SSPL's test loader reads one file per kind: pack a test split unsharded")
+    bounds = shard_bounds(
+        n, shards=shards, rows_per_shard=rows_per_shard, layout=layout, variant=variant
+    )
+    num = len(bounds)
+    rps = max(rows for _, rows in bounds)
     if layout == "sspl":
         m = re.fullmatch(r"(\d+)k", split)
         if m and n != int(m.group(1)) * 1000:
@@ -348,8 +372,6 @@ def pack(
                 "split %r has %d rows; SSPL's loader expects exactly %d (its --num_train)",
                 split, n, int(m.group(1)) * 1000,
             )  # fmt: skip
-        if num > 1 and rps != sspl.SSPL_SHARD_ROWS:
-            log.warning("%d rows per shard; SSPL's loader hard-codes %d", rps, sspl.SSPL_SHARD_ROWS)
 
     out.mkdir(parents=True, exist_ok=True)
     old_index = out / INDEX_NAME
@@ -405,14 +427,15 @@ def pack(
     jobs = jobs if jobs is not None else max(1, min(num, os.cpu_count() or 1))
     row_progress = progress and (backend == "serial" or jobs <= 1 or num == 1)
     tasks: list[ShardTask] = []
-    for k in range(num):
-        start = k * rps
-        clips = sel.clips[start : start + rps]
+    for k, (start, count) in enumerate(bounds):
+        clips = sel.clips[start : start + count]
         if layout == "native":
             files = {"shard": native.shard_name(split, k, num)}
             attrs = {**base_attrs, "shard": k, "row_start": start, "rows": len(clips)}
         else:
-            files = sspl.file_names(split, variant, k, num)
+            files = sspl.file_names(
+                split, variant, k, num, sharded=sspl_sharded(shards, rows_per_shard, variant)
+            )
             attrs = {**base_attrs, "avprep_shard": k + 1, "avprep_num_shards": num,
                      "avprep_row_start": start}  # fmt: skip
         attrs[plan_key] = _plan_hash(attrs, [c.clip_id for c in clips])
@@ -433,7 +456,7 @@ def pack(
     results: dict[str, ClipRecord] = {}
     for rec in map_clips(
         writer, tasks, jobs=jobs, backend=backend, scheduler=scheduler, desc="shards",
-        key=_task_name, progress=progress,
+        key=_task_name, progress=progress, unit="shard",
     ):  # fmt: skip
         results[rec.clip_id] = rec
     failed = [(t.name, results[t.name].error) for t in tasks if not results[t.name].ok]

@@ -34,7 +34,13 @@ from torch.utils.data import Dataset
 from avprep.errors import ConfigError, StoreError
 from avprep.store import sspl as sspl_layout
 from avprep.store.index import INDEX_NAME, NATIVE_FORMAT, SSPL_FORMAT, read_index
-from avprep.store.native import READABLE_VERSIONS, decode_flac, decode_jpeg, decode_jpeg_into
+from avprep.store.native import (
+    READABLE_VERSIONS,
+    check_audio_length,
+    decode_flac,
+    decode_jpeg,
+    decode_jpeg_into,
+)
 from avprep.store.source import MODALITIES
 
 log = logging.getLogger(__name__)
@@ -214,13 +220,16 @@ class ShardDataset(Dataset):
         return rgb
 
     def _pcm(self, data: np.ndarray, index: int, k: int) -> np.ndarray:
+        where = (
+            f"audio of clip {self.ids[index]} in {self.files[k].name} "
+            f"(row {index - self._starts[k]} of that shard)"
+        )
         try:
-            return decode_flac(data)
+            pcm = decode_flac(data)
         except StoreError as exc:
-            raise StoreError(
-                f"audio of clip {self.ids[index]} in {self.files[k].name}: {exc} "
-                "(run `avprep verify`)"
-            ) from exc
+            raise StoreError(f"{where}: {exc} (run `avprep verify`)") from exc
+        check_audio_length(pcm, int(self.attrs.get("audio_length") or 0), where)
+        return pcm
 
     def __getitem__(self, index: int) -> Any:
         index = self._check_index(index)
@@ -577,6 +586,11 @@ class SSPLDataset(Dataset):
                 rows.append(int(f[sspl_layout.dataset_key(self.variant, "frames")].shape[0]))
         self._starts = np.cumsum([0, *rows]).tolist()
         self.rows_per_shard = rows[0]
+        why = sspl_layout.incomplete(
+            self.root, split, [s["frames"] for s in self.shards], sum(rows)
+        )
+        if why:
+            raise StoreError(why)
         self.ids = self._find_ids(ids_csv, sum(rows))
         wanted = ("frame", "audio", "spectrogram") if modalities is None else tuple(modalities)
         bad = [m for m in wanted if m not in ("frame", "audio", "spectrogram")]

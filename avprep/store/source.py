@@ -26,7 +26,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from avprep.errors import InputError
-from avprep.ids import check_id, is_safe_id
+from avprep.ids import check_id
 from avprep.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -90,28 +90,19 @@ class Selection:
 def read_ids(source: str | os.PathLike) -> tuple[list[str], str]:
     """The clip ids of an id list, in its order, and the list's file name.
 
-    ``source`` is anything :func:`avprep.recipes.clip_ids` reads: a file in
+    ``source`` is anything :func:`avprep.idspec.read_id_list` reads: a file in
     any id-list format it knows (one id a line, ``id,int`` CSVs such as
     ``flickr_test249_in5k.csv``, VGG-SS json, CRLF or not) or a registry name
-    such as ``sspl/vggss-test-4692`` (fetched into the cache on first use).
+    such as ``sspl/vggss-test-4692`` (fetched into the cache on first use), or
+    a comma list ``a,b,c``.
     Duplicates are dropped (first kept). The name is the file's published
     name (``vggss_test_4692.csv`` for that registry entry), which SSPL's test
     layout names its id csv after. A missing file, an unsafe id or a list
     without ids is an :class:`InputError`.
     """
-    from avprep.recipes import clip_ids, resolve_source
+    from avprep.idspec import read_id_list
 
-    path, entry = resolve_source(source)
-    if path.is_dir():
-        raise InputError(f"id list {path} is a folder, not a file")
-    ids = clip_ids(source)
-    for cid in ids:  # the recipes check ids already; the store relies on it, so check here
-        if not is_safe_id(cid):
-            raise InputError(f"id list {source}: not a clip id: {cid!r}")
-    if not ids:
-        raise InputError(f"id list {source} holds no ids")
-    name = entry.file if entry is not None else path.name
-    return ids, name
+    return read_id_list(source)
 
 
 def _resolve(root: Path, rel: Any, clip_id: str, key: str) -> Path:

@@ -12,8 +12,10 @@ file                               key                     shape, dtype
 ``h5py_train_spects_<split>.h5``   ``train_spects``        (N,3,96,64) float32
 =================================  ======================  ====================
 
-A sharded split adds ``_<k>`` (k = 1..K) to each name; SSPL's loader picks
-shard ``index // 14400`` for its 144k split (10 shards). The test variant is
+A sharded split adds ``_<k>`` (k = 1..K) to each name; SSPL's loader opens
+shard ``index // 14400 + 1`` at row ``index % 14400`` for its 144k split, so
+every shard but the last holds 14,400 rows whatever N is
+(:mod:`avprep.store.shard_plan`). The test variant is
 ``h5py_test_{frames,audios,spects}.h5`` with ``test_*`` keys, rows aligned
 with the test id csv. Datasets are contiguous, unchunked, uncompressed, as
 SSPL's script writes them. The clip ids live outside the files in a
@@ -112,13 +114,21 @@ def variant_of(split: str, test: bool | None = None) -> str:
     return "test" if test else "train"
 
 
-def file_names(split: str, variant: str, k: int, num_shards: int) -> dict[str, str]:
-    """The three file names of shard ``k`` (0-based) as SSPL spells them."""
+def file_names(
+    split: str, variant: str, k: int, num_shards: int, *, sharded: bool | None = None
+) -> dict[str, str]:
+    """The three file names of shard ``k`` (0-based) as SSPL spells them.
+
+    ``sharded`` (default: more than one shard) numbers the files from 1, as
+    SSPL's 144k loader opens them, even when the rows fit one shard.
+    """
+    if sharded is None:
+        sharded = num_shards > 1
     if variant == "test":
         # SSPL's test loader reads exactly these names (no split, no shard number).
-        suffix = "" if num_shards == 1 else f"_{k + 1}"
+        suffix = "" if not sharded else f"_{k + 1}"
         return {kind: f"h5py_test_{kind}{suffix}.h5" for kind in KINDS}
-    suffix = f"_{split}" if num_shards == 1 else f"_{split}_{k + 1}"
+    suffix = f"_{split}" if not sharded else f"_{split}_{k + 1}"
     return {kind: f"h5py_train_{kind}{suffix}.h5" for kind in KINDS}
 
 
@@ -176,6 +186,81 @@ def write_shard(
     finally:
         for f in files.values():
             f.close()
+
+
+def shard_bytes(rows: int) -> int:
+    """The bytes of one shard's three files (contiguous float32, plus 1 MiB of HDF5 tables)."""
+    per_row = (FRAME_SIZE * FRAME_SIZE * 3 + AUDIO_LENGTH + int(np.prod(SPECT_SHAPE))) * 4
+    return rows * per_row + (1 << 20)
+
+
+def unfinished_pack(root: str | os.PathLike, frames_file: str) -> str | None:
+    """Why the SSPL files in ``root`` are an unfinished pack, or None.
+
+    ``avprep pack-h5`` writes ``index.json`` after every shard is complete, and
+    marks its files with ``avprep_*`` attributes: such files without an index
+    are what a killed or failed pack leaves (some shards, or none, may be
+    missing). SSPL's own script writes no attributes; its files are judged by
+    their id csv instead (see :func:`find_id_csv`).
+    """
+    root = Path(root)
+    if (root / "index.json").is_file():
+        return None
+    try:
+        with h5py.File(root / frames_file, "r") as f:
+            ours = "avprep_format" in f.attrs
+            num = f.attrs.get("avprep_num_shards")
+    except OSError:
+        return None  # unreadable: reported as such by the caller
+    if not ours:
+        return None
+    shards = f", of {int(num)} shard(s)" if num is not None else ""
+    return (
+        f"{root} has no index.json, which avprep pack-h5 writes last: the pack did not "
+        f"finish{shards} (killed or failed); rerun the same pack-h5 command to complete it"
+    )
+
+
+def incomplete(
+    root: str | os.PathLike, split: str, frames_files: Sequence[str], rows: int
+) -> str | None:
+    """Why the shards found for ``split`` in ``root`` are not the whole store, or None.
+
+    With ``index.json`` (of this split), the shard files and row count must
+    be the indexed ones; without it, the files must not be an unfinished
+    avprep pack (:func:`unfinished_pack`).
+    """
+    import json
+
+    root = Path(root)
+    if not frames_files:
+        return None
+    path = root / "index.json"
+    if not path.is_file():
+        return unfinished_pack(root, frames_files[0])
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        if d.get("split") != split or d.get("layout") != "sspl":
+            return None
+        want_rows = int(d["rows"])
+        want_files = [s["file"] for s in d["shards"]]
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        return f"{path} is malformed ({type(exc).__name__}); repack the store"
+    if list(frames_files) != want_files or rows != want_rows:
+        return (
+            f"{root} holds {len(frames_files)} shard(s) with {rows} rows of split {split!r}; "
+            f"its index.json lists {len(want_files)} shard(s) with {want_rows} rows "
+            "(shards missing or cut short: run `avprep verify`)"
+        )
+    return None
+
+
+def find_id_csv(root: str | os.PathLike, split: str, variant: str) -> Path | None:
+    """SSPL's id csv for ``split`` beside the files, if exactly one is there."""
+    root = Path(root)
+    pattern = f"*_train_videos_{split}.csv" if variant == "train" else "*test*.csv"
+    found = sorted(root.glob(pattern))
+    return found[0] if len(found) == 1 else None
 
 
 def write_id_list(path: str | os.PathLike, ids: Sequence[str]) -> Path:

@@ -6,7 +6,10 @@ indexed (a corrupted or truncated file); each file opens; names, dtypes and
 shapes as the layout says; row counts as indexed and consistent across
 files; clip ids present and unique; every JPEG frame and FLAC clip
 decodable (FLAC with libFLAC, to the stored length, mono); no NaN or inf in
-float arrays (and SSPL frames within 0-255). Content is read in
+float arrays (and SSPL frames within 0-255). An SSPL folder without
+``index.json`` passes only if its files are not an unfinished avprep pack
+and its id csv lists exactly as many ids as the files hold rows (so a store
+missing shards fails). Content is read in
 blocks of rows, so memory stays small whatever the store size. Leftover
 temporaries of an interrupted pack are warnings, not problems.
 """
@@ -255,8 +258,11 @@ def _discover_sspl(folder: Path) -> StoreIndex | None:
             continue
         split = m.group(2) or "test"
         variant = m.group(1)
-        with h5py.File(folder / name, "r") as f:
-            n = int(f[f"{variant}_frames"].shape[0]) if f"{variant}_frames" in f else 0
+        try:
+            with h5py.File(folder / name, "r") as f:
+                n = int(f[f"{variant}_frames"].shape[0]) if f"{variant}_frames" in f else 0
+        except OSError:
+            n = 0  # unreadable (truncated?): the shard check reports it
         others = {name.replace("_frames", f"_{k}"): {} for k in sspl.KINDS}
         entries.append(
             ShardEntry(file=name, row_start=start, rows=n, bytes=-1, sha256="", files=others)
@@ -298,6 +304,7 @@ def verify_store(
         indexed = False
         hashes = False
         report.warnings.append(f"no {INDEX_NAME}: SSPL files found; sha256 cannot be checked")
+        report.problems.extend(_sspl_completeness(folder, index))
     report.layout, report.split = index.layout, index.split
     report.shards, report.rows = len(index.shards), index.rows
     report.checks = ["index", "files present", "row counts", "dtypes/shapes"]
@@ -347,7 +354,7 @@ def verify_store(
     all_ids: list[str] = []
     for rec in map_clips(
         checker, present, jobs=jobs, backend=backend, desc="verifying", key=_job_name,
-        progress=progress,
+        progress=progress, unit="shard",
     ):  # fmt: skip
         if rec.error:  # the checker itself crashed
             report.problems.append(f"{rec.clip_id}: check failed: {rec.error}")
@@ -370,6 +377,31 @@ def verify_store(
         except (OSError, KeyError) as exc:
             report.problems.append(f"{index.virtual}: cannot be read ({exc})")
     return report
+
+
+def _sspl_completeness(folder: Path, index: StoreIndex) -> list[str]:
+    """Without index.json: can we tell every shard and row is there? If not, say why.
+
+    Files avprep wrote without their index are an unfinished pack. SSPL's own
+    files need their id csv: its id count is the row count the store must
+    have (a store missing shards, or one cut short, holds fewer).
+    """
+    if not index.shards:
+        return []
+    first = index.shards[0].file
+    unfinished = sspl.unfinished_pack(folder, first)
+    if unfinished:
+        return [unfinished]
+    variant = "test" if first.startswith("h5py_test") else "train"
+    csv = sspl.find_id_csv(folder, index.split, variant)
+    if csv is None:
+        return [
+            f"no {INDEX_NAME} and no id list (SSPL's *_videos_{index.split}.csv) beside the "
+            "files: cannot tell whether every shard and row is present; put the id csv "
+            "beside the files"
+        ]
+    index.id_list = csv.name  # cross-checked against the rows by _sspl_ids
+    return []
 
 
 def _sspl_ids(folder: Path, index: StoreIndex, report: VerifyReport) -> list[str]:

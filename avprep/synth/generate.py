@@ -32,6 +32,7 @@ import soundfile as sf
 from avprep import ffmpeg
 from avprep.atomic import atomic_path, cleanup_temps, write_bytes, write_json, write_text
 from avprep.errors import ConfigError, InputError
+from avprep.lock import folder_lock
 from avprep.manifest import OK, ClipRecord, Manifest
 from avprep.runner import map_clips
 from avprep.synth.classes import CLASSES
@@ -116,7 +117,10 @@ def write_clip(cfg: SynthConfig, spec: ClipSpec, path: str | Path) -> Path:
     yuv = np.empty(len(frames) * plane, np.uint8)
     for i, rgb in enumerate(frames):
         yuv[i * plane : (i + 1) * plane] = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).ravel()
-    with tempfile.TemporaryDirectory(prefix="synthav-") as tmp, atomic_path(path) as out:
+    # the WAV goes to a .tmp-* folder beside the video (swept by the next run if killed)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    work = tempfile.TemporaryDirectory(prefix=".tmp-synthav-", dir=Path(path).parent)
+    with work as tmp, atomic_path(path) as out:
         wav = Path(tmp) / "audio.wav"
         sf.write(wav, (audio * 32767).round().astype(np.int16), cfg.sample_rate, subtype="PCM_16")
         # video arrives as raw I420 on stdin, audio from the WAV; one thread per encoder
@@ -153,7 +157,18 @@ def _check_params(manifest: Manifest, cfg: SynthConfig, out: Path) -> None:
         )
 
 
-def generate(
+def generate(cfg: SynthConfig, out: str | Path, **kw) -> SynthResult:
+    """Write the SynthAV set ``cfg`` into ``out`` (resumable; see the module docstring).
+
+    One run per folder at a time (``OUT/.synth.lock``, taken before the
+    manifest header is read). Options: see :func:`_generate_locked`.
+    """
+    cfg.validate()
+    with folder_lock(out, "synth"):
+        return _generate_locked(cfg, out, **kw)
+
+
+def _generate_locked(
     cfg: SynthConfig,
     out: str | Path,
     *,
@@ -162,13 +177,11 @@ def generate(
     scheduler: str | None = None,
     progress: bool = True,
 ) -> SynthResult:
-    """Write the SynthAV set ``cfg`` into ``out`` (resumable; see the module docstring)."""
-    cfg.validate()
     start = time.perf_counter()
     out = Path(out)
     videos = out / "videos"
     videos.mkdir(parents=True, exist_ok=True)
-    removed = cleanup_temps(videos)
+    removed = cleanup_temps(videos, dirs=True)
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted run", removed)
     manifest = Manifest(out / "manifest.jsonl")
