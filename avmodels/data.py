@@ -77,6 +77,84 @@ class Sources(Dataset):
             self._row_of = {c: i for i, c in enumerate(self.ids)}
         return self._row_of[clip_id]
 
+    def samples(self, rows: Sequence[int]) -> list[dict[str, Any]]:
+        """``[self[r] for r in rows]``, read per store with its batch read when it has one."""
+        out: list[dict[str, Any] | None] = [None] * len(rows)
+        for k, (pos, local) in self._groups(rows).items():
+            ds = self.datasets[k]
+            getitems = getattr(ds, "__getitems__", None)
+            got = getitems(local) if getitems is not None else [ds[r] for r in local]
+            for p, r, s in zip(pos, local, got, strict=True):
+                out[p] = {**s, "index": self.starts[k] + r}
+        return out  # type: ignore[return-value]
+
+    def can_defer_frames(self) -> bool:
+        """Whether every store keeps JPEG frames (so workers can hand over the bytes)."""
+        return all(
+            hasattr(ds, "read_batch") and (getattr(ds, "attrs", {}) or {}).get("frames") != "raw"
+            for ds in self.datasets
+        )
+
+    def read_batch(self, rows: Sequence[int], decode: bool = True) -> dict[str, Any]:
+        """The rows as one collated batch, each store read with its batch read.
+
+        ``frame``: (B, H, W, 3) uint8 decoded straight into one batch buffer (a
+        list when sizes differ); with ``decode=False`` the JPEG bytes instead,
+        as a list under ``frame_jpeg``. ``index``: rows of these sources.
+        """
+        from avprep.store.reader import collate
+
+        parts = []
+        for k, (pos, local) in self._groups(rows).items():
+            ds = self.datasets[k]
+            if not decode:
+                ds = self._undecoded(k)
+            if hasattr(ds, "read_batch"):
+                b = dict(ds.read_batch(local))
+            else:
+                b = collate([ds[r] for r in local])
+            b["index"] = torch.as_tensor([self.starts[k] + r for r in local], dtype=torch.int64)
+            if not decode:
+                b["frame_jpeg"] = [f.numpy().tobytes() for f in b.pop("frame")]
+            parts.append((pos, b))
+        if len(parts) == 1 and parts[0][0] == list(range(len(rows))):
+            return parts[0][1]
+        order = [p for pos, _ in parts for p in pos]
+        inverse = torch.empty(len(order), dtype=torch.int64)
+        inverse[torch.as_tensor(order)] = torch.arange(len(order))
+        batch: dict[str, Any] = {}
+        for key in parts[0][1]:
+            vals = [b[key] for _, b in parts]
+            same = all(isinstance(v, torch.Tensor) for v in vals) and (
+                len({tuple(v.shape[1:]) for v in vals}) == 1
+            )
+            if same:
+                batch[key] = torch.cat(vals)[inverse]
+            else:
+                flat = [x for v in vals for x in v]
+                batch[key] = [flat[i] for i in inverse.tolist()]
+        return batch
+
+    def _groups(self, rows: Sequence[int]) -> dict[int, tuple[list[int], list[int]]]:
+        """store -> (batch positions, rows in that store), in first-seen order."""
+        groups: dict[int, tuple[list[int], list[int]]] = {}
+        for p, row in enumerate(rows):
+            k, r = self.locate(int(row))
+            g = groups.setdefault(k, ([], []))
+            g[0].append(p)
+            g[1].append(r)
+        return groups
+
+    def _undecoded(self, k: int) -> Any:
+        """Store ``k`` opened again with ``decode_jpeg=False`` (cached, per process)."""
+        cache = self.__dict__.setdefault("_raw", {})
+        if k not in cache:
+            from avprep.store import ShardDataset
+
+            ds = self.datasets[k]
+            cache[k] = ShardDataset(ds.path, modalities=list(ds.modalities), decode_jpeg=False)
+        return cache[k]
+
 
 def open_sources(
     paths: Sequence[str | os.PathLike],
@@ -312,12 +390,23 @@ def _stored_modalities(ds: Any) -> list[str] | None:
 
 
 # -- the method's view of the data ---------------------------------------------
+AUGMENT = ("batch", "sample")
+
+
 class MethodDataset(Dataset):
     """Rows of ``sources`` (optionally a subset) through a method's sample transform.
 
     Index with a row position or ``(position, epoch)`` (what
     :class:`EpochSampler` yields): the transform runs with RNGs seeded by
     (seed, epoch, source row).
+
+    A DataLoader reads whole batches through :meth:`__getitems__` (the
+    stores' batch reads). With ``augment="batch"`` and a method that has a
+    batched transform (:func:`avmodels.methods.batch_augment.batched`), the
+    random parameters are still drawn per sample in the seeded block, but the
+    frame pixels are decoded into one batch buffer and augmented as a batch;
+    ``defer_frames=True`` leaves them as JPEG bytes plus the drawn parameters
+    for :meth:`finish` to complete on the training device (``train.input=gpu``).
     """
 
     def __init__(
@@ -327,12 +416,27 @@ class MethodDataset(Dataset):
         rows: Sequence[int] | None = None,
         seed: int = 0,
         features: Sequence[FeatureTable] = (),
+        augment: str = "sample",
+        defer_frames: bool = False,
     ) -> None:
         self.sources = sources
         self.transform = transform
         self.rows = list(range(len(sources))) if rows is None else list(rows)
         self.seed = int(seed)
         self.features = list(features)
+        if augment not in AUGMENT:
+            raise ConfigError(f"train.augment {augment!r}; valid: {', '.join(AUGMENT)}")
+        self.batched = None
+        if augment == "batch":
+            from avmodels.methods.batch_augment import batched
+
+            self.batched = batched(transform)
+        if defer_frames and (self.batched is None or not sources.can_defer_frames()):
+            raise ConfigError(
+                "train.input=gpu needs train.augment=batch, a method with a batched "
+                "augmentation and JPEG frames in every store; use train.input=cpu"
+            )
+        self.defer_frames = bool(defer_frames)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -341,16 +445,85 @@ class MethodDataset(Dataset):
     def ids(self) -> list[str]:
         return [self.sources.ids[r] for r in self.rows]
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+    def _key(self, key: int | tuple[int, int]) -> tuple[int, int]:
         pos, epoch = key if isinstance(key, tuple) else (key, 0)
-        row = self.rows[pos]
-        sample = self.sources[row]
+        return self.rows[pos], int(epoch)
+
+    def _transformed(self, sample: dict[str, Any], row: int, epoch: int) -> dict[str, Any]:
         for table in self.features:
             sample[table.name] = table.get(row)
         with seeded_rngs(sample_seed(self.seed, epoch, row)):
             out = self.transform(sample)
         out.setdefault("clip_id", str(sample["clip_id"]))
         return out
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        row, epoch = self._key(key)
+        return self._transformed(self.sources[row], row, epoch)
+
+    def __getitems__(self, keys: Sequence[Any]) -> Any:
+        """A batch: the transformed samples (the per-sample path), or, batched, the
+        collated batch itself (``avmodels.engine.loaders.collate_batch`` passes it on)."""
+        if self.batched is not None:
+            from avmodels.engine.loaders import Collated
+
+            return Collated(self.read_batch(keys))
+        pairs = [self._key(k) for k in keys]
+        raw = self.sources.samples([r for r, _ in pairs])
+        return [self._transformed(s, r, e) for s, (r, e) in zip(raw, pairs, strict=True)]
+
+    def read_batch(self, keys: Sequence[Any], out: Any = None) -> dict[str, Any]:
+        """The collated batch of ``keys`` (what :class:`~avprep.store.RingLoader` calls;
+        ``out`` is left to it: the augmented tensors are new, not decoded rows)."""
+        if self.batched is None:
+            return default_collate(self.__getitems__(keys))
+        pairs = [self._key(k) for k in keys]
+        rows = [r for r, _ in pairs]
+        raw = self.sources.read_batch(rows, decode=not self.defer_frames)
+        frames = raw.pop("frame_jpeg", None) if self.defer_frames else raw.pop("frame")
+        if self.defer_frames:
+            from avmodels.methods.batch_augment import jpeg_size
+
+            sizes = [jpeg_size(f) for f in frames]
+        elif isinstance(frames, torch.Tensor):
+            sizes = [tuple(frames.shape[1:3])] * len(rows)
+        else:
+            sizes = [tuple(f.shape[:2]) for f in frames]
+        outs, params = [], []
+        # the batched transforms draw from torch's RNG only (the per-sample equality tests
+        # would fail otherwise): seed it per sample, restore it once for the whole batch
+        state = torch.get_rng_state()
+        try:
+            for j, (row, epoch) in enumerate(pairs):
+                sample = {
+                    k: (v[j].numpy() if isinstance(v, torch.Tensor) else v[j])
+                    for k, v in raw.items()
+                }
+                sample["index"] = row
+                sample["frame_hw"] = sizes[j]
+                for table in self.features:
+                    sample[table.name] = table.get(row)
+                torch.random.default_generator.manual_seed(sample_seed(self.seed, epoch, row))
+                o, p = self.batched.prepare(sample)
+                outs.append(o)
+                params.append(p)
+        finally:
+            torch.set_rng_state(state)
+        from avmodels.methods.batch_augment import JPEG, with_params
+
+        batch = with_params(default_collate(outs), default_collate(params))
+        batch[JPEG if self.defer_frames else "frame"] = frames
+        if "flow" in raw:
+            batch["flow"] = raw["flow"]
+        if not self.defer_frames:
+            batch = self.batched.finish(batch, "cpu")
+        return batch
+
+    def finish(self, batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+        """Complete a deferred batch (JPEG bytes + parameters) on ``device``."""
+        if not self.defer_frames:
+            return batch
+        return self.batched.finish(dict(batch), device)
 
 
 class EpochSampler(Sampler):
@@ -405,55 +578,5 @@ class EpochSampler(Sampler):
         return len(self._mine())
 
 
-LOADERS = ("torch", "ring")
-
-
-def make_loader(
-    dataset: Dataset,
-    *,
-    batch_size: int,
-    sampler: Sampler | None = None,
-    num_workers: int = 0,
-    pin_memory: bool = False,
-    drop_last: bool = False,
-    kind: str = "torch",
-) -> Any:
-    """Batches of ``dataset`` (collated with ``default_collate``) in ``sampler``'s order.
-
-    ``kind="ring"`` gives avprep's :class:`~avprep.store.RingLoader`: the same
-    batches, written by the workers into reused shared memory and handed out
-    as views valid until the next batch (the training loop is done with a
-    batch when it asks for the next).
-    """
-    if kind not in LOADERS:
-        raise ConfigError(f"unknown train.loader {kind!r}; valid: {', '.join(LOADERS)}")
-    if kind == "ring":
-        from torch.utils.data import BatchSampler, SequentialSampler
-
-        from avprep.store import RingLoader
-
-        base = sampler if sampler is not None else SequentialSampler(dataset)
-        return RingLoader(
-            dataset,
-            batch_size,
-            batch_sampler=BatchSampler(base, batch_size, drop_last),
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            copy=False,
-            probe_key=next(iter(base), 0),
-            generator=torch.Generator().manual_seed(0),  # as below: not the global RNG
-        )
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        drop_last=drop_last,
-        collate_fn=default_collate,
-        persistent_workers=num_workers > 0,
-        # its own generator: creating an iterator must not consume the global RNG,
-        # or a resumed run's model randomness would drift from an uninterrupted one
-        generator=torch.Generator().manual_seed(0),
-    )
+# the loaders live in avmodels.engine.loaders; imported here for the existing callers
+from avmodels.engine.loaders import LOADERS, make_loader  # noqa: E402, F401

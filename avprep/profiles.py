@@ -14,7 +14,11 @@ seconds (``4.96``), or ``fps:N`` (every 1/N s, plus the middle key frame).
 keyframe) or ``keyframe`` (take the keyframe at or before that time: much
 cheaper on sparse-keyframe videos, but a different frame; never a default).
 ``audio_window``: ``centre`` of the track, ``at-frame`` (centred on the key
-frame) or ``start``. ``short_audio``: what a track shorter than the window
+frame), ``start``, or ``centre-floor`` (Hear-The-Flow's test rule: centred
+on floor(seconds) / 2, see :mod:`avprep.stages.audio_window`).
+``test_variant``: the profile a test split is extracted with
+(``avprep extract --split test``), when the paper prepared its test data
+otherwise than its training data (SSL-TIE, Hear-The-Flow). ``short_audio``: what a track shorter than the window
 becomes: ``tile-centre`` (SSPL: tile, then take the centre), ``tile-start``
 (EZ-VSL/HTF: tile, then take the start) or ``pad`` (zeros at the end).
 """
@@ -31,10 +35,11 @@ from avprep.registry import Registry
 FRAME_AT_NAMED = ("middle",)
 RESIZES = ("squash", "short-side", "none")
 INTERPOLATIONS = ("cubic", "linear", "area")
-AUDIO_WINDOWS = ("centre", "at-frame", "start")
+AUDIO_WINDOWS = ("centre", "at-frame", "start", "centre-floor")
 SHORT_AUDIO = ("tile-centre", "tile-start", "pad")
 FLOWS = ("farneback", "dis")
 SEEKS = ("exact", "keyframe")
+SPLITS = ("train", "test")
 # what an audio window that leaves the track becomes (``--times``; see avprep.stages.times)
 WINDOW_OUTSIDE = ("shift", "skip", "pad")
 # parameters added after manifests were first written: omitted from ``params()`` at their
@@ -63,6 +68,7 @@ class Profile:
     flow: str | None = None
     flow_legacy_htf: bool = False
     description: str = ""
+    test_variant: str | None = None  # the registered profile for test splits (None: this one)
     # ``shift`` (into the track), ``skip`` (fail the clip) or ``pad`` (silence)
     window_outside: str = "shift"
     # "WxH": ffmpeg scales every decoded frame to this size first (the Chaotic World fork
@@ -128,6 +134,7 @@ class Profile:
         """All parameters as a JSON-ready dict (the manifest header's ``profile_params``)."""
         d = dataclasses.asdict(self)
         d.pop("description")
+        d.pop("test_variant")  # names the test split's profile; changes nothing extracted here
         for key, default in _LATE_DEFAULTS.items():
             if d.get(key) == default:
                 d.pop(key)
@@ -211,6 +218,7 @@ PROFILES.add(
         spectrogram="ssltie",
         description="SSL-TIE: frame 125 at 25 fps (4.96 s), 299x299 as its converter, "
         "3 s at 16 kHz, mel 257 + dB over the clip tiled to 10 s (1, 257, 670)",
+        test_variant="ssltie-vggss-test",
     ),
 )
 PROFILES.add(
@@ -246,6 +254,7 @@ PROFILES.add(
         flow="farneback",
         description="Hear-The-Flow: middle frame and the next at native size, centre 3 s "
         "at 22,050 Hz, scipy STFT (257, 276), Farneback flow (signed float16)",
+        test_variant="htf-test",
     ),
 )
 PROFILES.add(
@@ -266,6 +275,77 @@ PROFILES.add(
     ),
 )
 
+# Per-split variants: the originals' test data (and SSL-TIE's Flickr training audio) are
+# cut otherwise than the training window above (docs/extraction.md, "per split").
+PROFILES.add(
+    "ssltie-vggss-test",
+    Profile(
+        name="ssltie-vggss-test",
+        frame_at="4.96",
+        image_size=299,
+        resize="squash",
+        interpolation="cubic",
+        audio_seconds=10.0,
+        audio_window="start",
+        sample_rate=16000,
+        short_audio="tile-start",
+        spectrogram="ssltie",
+        description="SSL-TIE's VGG-SS test audio: the first 10 s of the test wav "
+        "(tiled if shorter), mel 257 + dB (1, 257, 670)",
+    ),
+)
+PROFILES.add(
+    "ssltie-flickr",
+    Profile(
+        name="ssltie-flickr",
+        frame_at="4.96",
+        image_size=299,
+        resize="squash",
+        interpolation="cubic",
+        audio_seconds=4.0,
+        audio_window="start",
+        sample_rate=16000,
+        short_audio="tile-start",
+        spectrogram="ssltie",
+        description="SSL-TIE on Flickr, training: the first 4 s of the track, tiled to "
+        "10 s by the spectrogram (1, 257, 670); --split test: ssltie-flickr-test",
+        test_variant="ssltie-flickr-test",
+    ),
+)
+PROFILES.add(
+    "ssltie-flickr-test",
+    Profile(
+        name="ssltie-flickr-test",
+        frame_at="4.96",
+        image_size=299,
+        resize="squash",
+        interpolation="cubic",
+        audio_seconds=10.0,
+        audio_window="start",
+        sample_rate=16000,
+        short_audio="tile-start",
+        spectrogram="ssltie",
+        description="SSL-TIE on Flickr, test: the whole track cut or tiled to 10 s (1, 257, 670)",
+    ),
+)
+PROFILES.add(
+    "htf-test",
+    Profile(
+        name="htf-test",
+        frame_at="middle",
+        image_size=None,
+        resize="none",
+        interpolation="cubic",
+        audio_seconds=3.0,
+        audio_window="centre-floor",
+        sample_rate=22050,
+        short_audio="tile-start",
+        spectrogram="htf",
+        flow="farneback",
+        description="Hear-The-Flow, test: 3 s centred on floor(seconds) / 2 of the "
+        "22,050 Hz track (its test loader), scipy STFT (257, 276), Farneback flow",
+    ),
+)
 PROFILES.add(
     "chaotic",
     Profile(
@@ -325,6 +405,15 @@ PROFILES.add(
 )
 
 
-def get_profile(name: str, **overrides: Any) -> Profile:
-    """The profile ``name`` with ``overrides`` applied (unknown names list the valid ones)."""
-    return PROFILES.get(name).with_overrides(**overrides)
+def get_profile(name: str, *, split: str | None = None, **overrides: Any) -> Profile:
+    """The profile ``name`` with ``overrides`` applied (unknown names list the valid ones).
+
+    ``split="test"`` takes the profile's ``test_variant`` when it names one.
+    """
+    prof = PROFILES.get(name)
+    if split is not None:
+        if split not in SPLITS:
+            raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+        if split == "test" and prof.test_variant:
+            prof = PROFILES.get(prof.test_variant)
+    return prof.with_overrides(**overrides)

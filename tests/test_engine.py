@@ -365,7 +365,8 @@ def test_select_on_test_warns_and_bf16_autocast_trains(store, tmp_path):
                                  sets=sets, progress=False))  # fmt: skip
     assert res.select == "loss" and res.best_epoch == 1
     with open(run / "val_log.csv") as fh:
-        (row,) = list(csv.DictReader(fh))
+        before, row = list(csv.DictReader(fh))  # the original's evaluation before training too
+    assert int(float(before["epoch"])) == 0 and int(float(row["epoch"])) == 1
     assert np.isfinite(float(row["val_loss"]))
     assert all(np.isfinite(v) for v in _losses(run).values())
     assert json.loads((run / "summary.json").read_text())["validation"] == "the TEST set"

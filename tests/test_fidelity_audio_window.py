@@ -26,7 +26,8 @@ from avprep.stages.extract import extract_clip
 from avprep.stages.mediainfo import clip_info
 
 SECONDS = 8.0
-CLICK_AT = 5.0  # s: inside every profile's centre window (3 s: 2.5..5.5, 5 s: 1.5..6.5)
+CLICK_AT = 3.0  # s: inside every profile's window (centre 3 s: 2.5..5.5, 5 s: 1.5..6.5,
+# first 4 s, first 10 s, HTF's test window around floor(8) / 2: 2.5..5.5)
 
 ENCODINGS = {
     # name: (suffix, video codec args, audio codec args, source rate)
@@ -70,6 +71,15 @@ def clicks(tmp_path_factory):
     return out
 
 
+def _expected_start(kind: str, total: int, n: int, rate: int, seconds: float) -> int:
+    """Restated from the originals (on the decoded samples, not the container)."""
+    if kind == "centre-floor":  # HTF test: x[int((floor(L/sr)/2 - 1.5) * sr):...]
+        return int((float(total // rate) / 2 - seconds / 2) * rate)
+    if total <= n or kind == "start":
+        return 0  # SSL-TIE: from the start; a short track is taken whole and tiled
+    return int(total / 2) - int(n / 2)  # SSPL: int(L/2) - int(N/2)
+
+
 def _peak(x: np.ndarray) -> int:
     return int(np.argmax(np.abs(x)))
 
@@ -83,7 +93,7 @@ def test_window_starts_on_the_decoded_signal_for_every_profile(clicks, tmp_path,
     # the decoded signal is the 8.000 s that went in: priming and padding are not part of it
     assert full.size == int(SECONDS * rate)
     n = int(round(prof.audio_seconds * rate))
-    want = int(full.size / 2) - int(n / 2)  # the originals' rule on the decoded samples
+    want = _expected_start(prof.audio_window, full.size, n, rate, prof.audio_seconds)
     rec = extract_clip(clicks[name], tmp_path, prof, clip_id="c")
     assert rec.meta["audio_start_sample"] == want
     assert rec.meta["audio_start"] == pytest.approx(want / rate, abs=1e-6)

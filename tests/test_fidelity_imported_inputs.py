@@ -44,6 +44,7 @@ def _flow_input(model) -> torch.Tensor:
     return model.sample_transform(train=False)(sample)["flow"]
 
 
+@pytest.mark.slow  # imports a ResNet-18 x 2 checkpoint (module fixture)
 def test_imported_htf_is_fed_its_legacy_flow(htf_model):
     obj = load_model_file(htf_model)
     assert obj["config"]["htf"]["legacy_flow"] is True
@@ -62,6 +63,7 @@ def test_imported_htf_is_fed_its_legacy_flow(htf_model):
     assert float(flow[1].mean()) == pytest.approx(-6 * 224 / 40, rel=0.01)
 
 
+@pytest.mark.slow  # imports a ResNet-18 x 2 checkpoint (module fixture)
 def test_set_keys_are_checked_as_in_train(htf_model):
     with pytest.raises(ConfigError, match="did you mean 'htf.legacy_flow'"):
         build_model(htf_model, sets=["htf.legacy_flwo=false"])
@@ -69,6 +71,7 @@ def test_set_keys_are_checked_as_in_train(htf_model):
         build_model(htf_model, sets=["htf.legacy_flow=maybe"])
 
 
+@pytest.mark.slow  # imports a ResNet-18 x 2 checkpoint (module fixture)
 def test_eval_and_localize_accept_set_and_refuse_unknown_keys(htf_model, tmp_path):
     runner = CliRunner()
     args = ["eval", "--ckpt", str(htf_model), "--data", str(tmp_path), "--benchmark", "flickr",
@@ -86,6 +89,7 @@ def test_eval_and_localize_accept_set_and_refuse_unknown_keys(htf_model, tmp_pat
     assert "did you mean 'data.image_size'" in str(res.exception)
 
 
+@pytest.mark.slow  # imports a ResNet-18 x 2 checkpoint (module fixture)
 def test_localize_prepares_a_video_as_the_paper_did(htf_model):
     obj = load_model_file(htf_model)
     model, _ = build_model(htf_model)

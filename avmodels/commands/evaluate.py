@@ -121,6 +121,11 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, ids_from, rep
     """
     from avmodels.engine.evaluate import evaluate_model
 
+    if sets and (benchmark == "audioset-instrument" or probes):
+        from avprep.errors import ConfigError
+
+        raise ConfigError("--set applies to the standard evaluation only, not with "
+                          "--benchmark audioset-instrument or --audio-probe")  # fmt: skip
     if benchmark == "audioset-instrument":  # Multi-Source's class-aware metric
         from avmodels.commands.instrument_eval import evaluate_instrument_model
 

@@ -39,9 +39,19 @@ ENGINE_DEFAULTS: dict[str, Any] = {
         # torch: torch's DataLoader | ring: avprep's RingLoader (batches in reused shared
         # memory: faster when loading is the bottleneck; every sample field fixed-shape)
         "loader": "torch",
+        # batch: frame augmentation applied to whole batches (the same random parameters
+        # as the per-sample transform; resize kernels within 2 levels of PIL) | sample: PIL
+        "augment": "batch",
+        # where frames are decoded and augmented: cpu (loader workers) | gpu (the training
+        # device, overlapped with the step) | auto (gpu on CUDA when possible)
+        "input": "auto",
         "log_every": 10,  # steps between CSV/TensorBoard rows
         "checkpoint_every": 0,  # also checkpoint every N steps (0: at epoch ends only)
         "sync_bn": True,  # synchronise BatchNorm statistics across processes
+        # averaged: data-parallel, gradients all-reduced (ours); independent: SSPL's regime,
+        # each process steps its own replica on its share of the data (avmodels.engine.replicas)
+        "replicas": "averaged",
+        "replica_count": 2,  # independent on one process: emulate rank 0 of this many replicas
         "find_unused_parameters": False,  # DDP option for methods with unused branches
     },
     "eval": {

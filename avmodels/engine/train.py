@@ -22,6 +22,7 @@ An existing run directory is never deleted: training into one refuses unless
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -65,13 +66,16 @@ from avmodels.engine.distributed import (
     DistEnv,
     all_reduce_mean,
     barrier,
+    broadcast_object,
     gather_objects,
     init_distributed,
     shutdown,
-    wrap_model,
 )
 from avmodels.engine.evaluate import load_annotations, predict_maps, score_maps
+from avmodels.engine.replicas import batchnorm_sha256, prepare_model, replica_plan
+from avmodels.engine.replicas import describe as describe_replicas
 from avmodels.engine.runlog import EpochTalk, RunLog
+from avmodels.engine.selection import apply_selection, evaluate_before_training
 from avprep.atomic import write_json
 from avprep.errors import AvprepError, ConfigError, InputError
 
@@ -178,6 +182,7 @@ class _Data:
     val: MethodDataset | None
     annotations: dict[str, Any] | None
     source: str
+    input: str = "cpu"  # train.input resolved: where the training frames are finished
 
 
 def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv) -> _Data:
@@ -226,8 +231,17 @@ def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv) -> _Data:
 
     train_tables = tables(sources)
     val_tables = train_tables if val_sources is sources else tables(val_sources)
+    augment = str(cfg["train"].get("augment", "batch"))
+    train_tf = method.sample_transform(train=True)
+    from avmodels.engine.loaders import input_mode
+    from avmodels.methods.batch_augment import batched
+
+    has_batched = augment == "batch" and batched(train_tf) is not None
+    mode = input_mode(
+        cfg["train"].get("input"), env.device, augment, has_batched, sources.can_defer_frames()
+    )
     train_ds = MethodDataset(
-        sources, method.sample_transform(train=True), train_rows, seed, train_tables
+        sources, train_tf, train_rows, seed, train_tables, augment, defer_frames=mode == "gpu"
     )
     val_ds = (
         MethodDataset(val_sources, method.sample_transform(train=False), val_rows, seed, val_tables)
@@ -246,7 +260,7 @@ def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv) -> _Data:
             anns = None
         elif len(anns) < len(val_ds):
             log.warning("%d of %d validation clips are annotated", len(anns), len(val_ds))
-    return _Data(train_ds, val_ds, anns, what)
+    return _Data(train_ds, val_ds, anns, what, mode)
 
 
 # -- the loop --------------------------------------------------------------------
@@ -288,7 +302,11 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
     tc = cfg["train"]
     amp = amp_mod.check_amp(tc["amp"], env.device)
     channels_last = bool(tc["channels_last"])
+    # which model is kept and how replicas relate: settled here, recorded in run.json
+    cfg, info = apply_selection(name, cfg, info)
+    plan = replica_plan(cfg, env)
     info = {**info, "world_size": env.world_size, "device": str(env.device)}
+    info["replicas"] = dataclasses.asdict(plan)
 
     seed = int(tc["seed"])
     torch.manual_seed(seed)
@@ -316,8 +334,8 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
     sampler = EpochSampler(
         len(data.train),
         batch_size=batch,
-        rank=env.rank,
-        world_size=env.world_size,
+        rank=plan.rank,
+        world_size=plan.world_size,
         shuffle=bool(cfg["data"]["shuffle"]),
         seed=seed,
         drop_last=bool(cfg["data"]["drop_last"]),
@@ -337,7 +355,16 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         pin_memory=env.device.type == "cuda",
         kind=str(tc["loader"]),
     )
-    model = wrap_model(method, env, cfg)
+    if data.input == "gpu":  # workers hand over JPEG bytes: decode and augment on the device
+        from avmodels.engine.loaders import DeviceInput
+
+        loader = DeviceInput(loader, data.train.finish, env.device)
+    if env.is_main:
+        log.info("training input: %s (augment=%s)", data.input, tc.get("augment", "batch"))
+    model = prepare_model(method, plan, env, cfg)
+    replica_line = describe_replicas(plan, len(data.train), batch, steps_per_epoch)
+    if env.is_main:
+        log.info("%s", replica_line)
     optimizer = method.build_optimizer()
     scheduler = method.build_scheduler(optimizer, steps_per_epoch)
     scaler = amp_mod.grad_scaler(amp, env.device)
@@ -412,6 +439,21 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
     stop = progress["stopped_early"] or (max_steps is not None and progress["step"] >= max_steps)
     window: dict[str, float] = {}
     window_n, window_t, window_samples = 0, time.perf_counter(), 0
+
+    def validate() -> dict[str, Any]:
+        if plan.independent and env.distributed:
+            # SSPL: only rank 0 evaluates, its own replica (the one it saves)
+            row = None
+            if env.is_main:
+                row = _validate(method, data, DistEnv(device=env.device), cfg, eval_bs, amp,
+                                channels_last, req.progress, progress)  # fmt: skip
+            return broadcast_object(row, env)
+        return _validate(
+            method, data, env, cfg, eval_bs, amp, channels_last, req.progress, progress
+        )
+
+    if data.val is not None and evaluate_before_training(info, req.resume and not scratch):
+        runlog.log_val(validate())  # the original's evaluation at epoch 0: logged, not kept
     talk = EpochTalk(epochs, env, env.is_main)
     try:
         while progress["epoch"] < epochs and not stop:
@@ -488,9 +530,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
             progress["batch"] = 0
             row, improved = None, False
             if data.val is not None and eval_every > 0 and (epoch + 1) % eval_every == 0:
-                row = _validate(
-                    method, data, env, cfg, eval_bs, amp, channels_last, req.progress, progress
-                )
+                row = validate()
                 runlog.log_val(row)
                 progress["last_val"] = row
                 score = row.get("val_loss" if select == "loss" else select)
@@ -516,8 +556,9 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         raise
     checkpoint()
     replicas = gather_objects(state_sha256(method), env)
-    if len(set(replicas)) > 1:
+    if len(set(replicas)) > 1 and not plan.independent:
         log.error("model replicas differ between processes: %s", replicas)
+    bn_hashes = gather_objects(batchnorm_sha256(method), env) if plan.independent else None
     final = run / "final.pt"
     if env.is_main:
         meta = {"epoch": progress["epoch"], "step": progress["step"], "extraction": extraction}
@@ -537,6 +578,9 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
             "validation": data.source,
             "world_size": env.world_size,
             "replica_sha256": replicas,
+            "replicas": replica_line,
+            "replica_batchnorm_sha256": bn_hashes,
+            "selection": info["selection"],
         }
         write_json(run / "summary.json", result)
     barrier(env)

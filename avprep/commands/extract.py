@@ -44,6 +44,14 @@ def _sample_rate(value: str | None) -> int | str | None:
     type=click.Choice(PROFILES.names()),
     help="Named preprocessing bundle (docs/extraction.md has the table).",
 )
+@click.option(
+    "--split",
+    type=click.Choice(["train", "test"]),
+    default="train",
+    show_default=True,
+    help="test: the profile's test variant when its paper cut test data otherwise "
+    "(ssltie -> ssltie-vggss-test, ssltie-flickr -> ssltie-flickr-test, htf -> htf-test).",
+)
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1), help="Workers.")
 @click.option(
     "--backend",
@@ -130,6 +138,7 @@ def extract(
     in_path: str,
     out_dir: str,
     profile: str,
+    split: str,
     jobs: int,
     backend: str,
     scheduler: str | None,
@@ -157,6 +166,7 @@ def extract(
     Examples:
       avprep extract --in videos/ --out extracted/ --profile sspl --jobs 8
       avprep extract --in videos/manifest.jsonl --out htf/ --profile htf --flow dis
+      avprep extract --in flickr_test/ --out htf_test/ --profile htf --split test
       avprep extract --in videos/ --out x/ --profile lvs --backend dask \\
           --scheduler tcp://10.0.0.5:8786
       avprep extract --in videos/ --out cw/ --profile chaotic --times times.csv
@@ -168,6 +178,7 @@ def extract(
 
     prof = get_profile(
         profile,
+        split=split,
         frame_at=frame_at,
         seek=seek,
         image_size=image_size,

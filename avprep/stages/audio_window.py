@@ -23,7 +23,13 @@ Rules (``kind``):
   n // 2``; with ``outside="shift"`` a window that would leave the signal is
   moved inside it, with ``outside="fail"`` the clip fails with the reason
   (the Chaotic World fork skips such clips);
-- ``start``: sample 0.
+- ``start``: sample 0;
+- ``centre-floor``: Hear-The-Flow's test rule (``datasets_flow.load_audio``):
+  centred on ``floor(L / rate) / 2`` seconds, ``start = int((floor(L / rate)
+  / 2 - seconds / 2) · rate)``. On a signal shorter than the window that
+  start is negative and the original's slice ``x[start:end]`` counts it from
+  the end: it takes the last ``-start`` samples (up to ``end``), which are
+  then tiled; reproduced as ``take`` (e.g. a 1.5 s track gives its last 1 s).
 
 A signal shorter than the window is taken whole (``whole=True``): the
 profile's ``short_audio`` rule tiles or pads it.
@@ -35,7 +41,7 @@ import dataclasses
 
 from avprep.errors import MediaError
 
-WINDOW_KINDS = ("centre", "at-frame", "at-time", "start")
+WINDOW_KINDS = ("centre", "at-frame", "at-time", "start", "centre-floor")
 OUTSIDE = ("shift", "fail")
 
 
@@ -69,6 +75,7 @@ class AudioWindow:
     length: int
     rate: int
     whole: bool  # the signal is shorter than the window: take it all (then tile/pad)
+    take: int | None = None  # take only this many samples from start (then tile/pad)
 
     @property
     def start_seconds(self) -> float:
@@ -93,6 +100,8 @@ def plan_window(
     total = signal.samples
     if kind in ("at-frame", "at-time") and centre_time is None:
         raise ValueError(f"audio window {kind!r} needs a centre time")
+    if kind == "centre-floor":
+        return _centre_floor(seconds, total, rate, n)
     if total <= n:
         if kind == "at-time" and outside == "fail":
             raise MediaError(
@@ -112,3 +121,17 @@ def plan_window(
             )
     start = min(max(0, start), total - n)
     return AudioWindow(start=start, length=n, rate=rate, whole=False)
+
+
+def _centre_floor(seconds: float, total: int, rate: int, n: int) -> AudioWindow:
+    """HTF's test window: ``x[int(lo · rate):int(hi · rate)]``, lo/hi around floor(L/rate)/2."""
+    mid = float(total // rate) / 2
+    lo, hi = int((mid - seconds / 2) * rate), int((mid + seconds / 2) * rate)
+    if lo >= 0:
+        start, end = lo, min(hi, total)
+    else:  # Python's negative start counts from the end (clamped at 0)
+        start, end = max(0, total + lo), min(hi, total)
+    take = max(0, end - start)
+    if start == 0 and take >= total:
+        return AudioWindow(start=0, length=n, rate=rate, whole=total < n)
+    return AudioWindow(start=start, length=n, rate=rate, whole=take < n, take=take)

@@ -141,7 +141,8 @@ def extract_clip(
         # no edit list told the decoded length: the whole track was decoded, count it
         signal = SignalFacts(samples=int(raw.size), rate=rate, source="decoded")
         window = plan_window(profile.audio_window, profile.audio_seconds, signal, t_frame)
-        raw = raw[window.start :]
+        end = None if window.take is None else window.start + window.take
+        raw = raw[window.start : end]
         a_start = window.start_seconds
     t_decoded = time.perf_counter()
     # check everything before writing anything, so a failed clip leaves no files
@@ -238,7 +239,9 @@ def _known_window(profile: Profile, info, rate: int, t_frame: float) -> AudioWin
     if info.audio_signal_duration is None:
         return None
     signal = SignalFacts.from_duration(info.audio_signal_duration, rate)
-    return plan_window(profile.audio_window, profile.audio_seconds, signal, t_frame)
+    window = plan_window(profile.audio_window, profile.audio_seconds, signal, t_frame)
+    # a window cut to an exact sample count (HTF's test rule) is cut from the counted decode
+    return None if window.take is not None else window
 
 
 @dataclasses.dataclass(frozen=True)

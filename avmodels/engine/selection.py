@@ -1,0 +1,64 @@
+"""Which model a run keeps, and the record of how it was chosen.
+
+``--val`` / ``--val-fraction`` select on held-out training data (our
+default practice). ``--select-on-test`` reproduces the papers' practice:
+the model is scored on the test set after every epoch and the best kept. As
+the originals do it, that scoring uses the method's own metric preset
+(SSPL: min-max then the fixed 0.5 threshold; SSL-TIE, HTF: their median
+rules) unless ``eval.preset`` says otherwise, and the test set is also
+evaluated once before training (SSPL's ``evaluate(..., 0)``: logged, never
+saved, since its ``checkpoint`` runs after epochs only). The run record
+(``run.json`` and ``summary.json``, key ``selection``) says which data,
+metric and preset chose the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The preset that reproduces each method's own evaluation code (avmodels.metrics.presets).
+METHOD_PRESETS = {
+    "sspl": "sspl",
+    "sspl-pcm": "sspl",
+    "ssl-tie": "ssltie",
+    "htf": "htf",
+}
+
+
+def method_preset(method: str) -> str | None:
+    """The metric preset named after ``method``'s paper, or None (Multi-Source: none)."""
+    return METHOD_PRESETS.get(method)
+
+
+def apply_selection(
+    method: str, cfg: dict[str, Any], info: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config, run record) with the selection settled and recorded (idempotent)."""
+    ev = dict(cfg["eval"])
+    on_test = bool(info.get("select_on_test"))
+    preset_source = "eval.preset" if ev.get("preset") else "metrics default"
+    if on_test and not ev.get("preset") and method_preset(method):
+        ev["preset"] = method_preset(method)
+        preset_source = f"method {method}'s own (--select-on-test)"
+    cfg = {**cfg, "eval": ev}
+    if info.get("val"):
+        data = "--val"
+    elif cfg.get("data", {}).get("val_fraction"):
+        data = "--val-fraction (held out of --data)"
+    elif on_test:
+        data = "the TEST set (--select-on-test, as the papers did: optimistic scores)"
+    else:
+        data = "none (the last epoch's model)"
+    record = info.get("selection") or {
+        "data": data,
+        "metric": ev.get("select"),
+        "preset": ev.get("preset") or "default",
+        "preset_source": preset_source,
+        "before_training": on_test,
+    }
+    return cfg, {**info, "selection": record}
+
+
+def evaluate_before_training(info: dict[str, Any], resumed: bool) -> bool:
+    """The original's epoch-0 evaluation: with --select-on-test, on a fresh run."""
+    return bool(info.get("select_on_test")) and not resumed

@@ -1,0 +1,621 @@
+"""The methods' frame augmentations applied to whole batches of uint8 frames.
+
+The per-sample transforms (``SsplTransform``, ``SslTieSample``/``MocoV2``,
+``HtfSample``/``FrameFlowCrop``) run PIL on one frame at a time; on two cores
+that, not reading, bounds the training input. Here each is split in two:
+
+- ``prepare(sample)``, run per sample inside the sample's seeded RNG block
+  (:class:`avmodels.data.MethodDataset`): everything that is not frame pixels
+  (spectrograms, cached embeddings, SpecAugment) and **the random parameters
+  of the frame augmentation, drawn with exactly the calls, in exactly the
+  order, of the per-sample transform** (``torch.randint`` for crops,
+  ``torch.rand`` for flips and ``RandomApply``, torchvision's own
+  ``get_params`` for RandomResizedCrop and ColorJitter). A fixed RNG stream
+  gives the same crops, flips and jitter factors on both paths.
+- ``finish(batch, device)``: the pixels, as batched tensor ops on a
+  (B, H, W, 3) uint8 batch (or on the batch's JPEG bytes, decoded with
+  ``torchvision.io.decode_jpeg`` on ``device``): resize, crop boxes, flips,
+  colour jitter, grayscale, blur, ImageNet normalisation. The same code runs
+  in a CPU worker (``train.input=cpu``) and on the GPU (``train.input=gpu``).
+
+Where the pixels are the same and where not (``tests/test_batch_augment.py``
+measures it; docs/training.md gives the figures):
+
+- crops, flips, grayscale (PIL's integer luma), SpecAugment: identical.
+- resize: on the CPU torch's uint8 antialiased kernels (PIL-SIMD's algorithm)
+  match PIL's bicubic/bilinear to at most 2 levels, mean < 0.01 level; on CUDA
+  the float kernel (same weights, rounded once) differs from PIL by at most 2
+  levels, mean ~0.1.
+- SSL-TIE's colour steps: on the CPU PIL's own, per image, with the drawn
+  parameters (the same pixels as the per-sample path once cropped). On a GPU
+  batched tensor ops: brightness, contrast and saturation restate PIL's
+  ``ImageEnhance`` blends (integer luma, truncation to uint8: within 1 level
+  of PIL per step); hue is PIL's own on the CPU, a float HSV on the GPU. The
+  Gaussian blur runs PIL's extended-box approximation (3 edge-clamped passes
+  of a box with fractional ends, radius by PIL's formula, rows then columns)
+  in float, where PIL rounds after each pass.
+- HTF's flow: on the CPU cv2's INTER_CUBIC, as the per-sample transform; on
+  the GPU torch's bicubic (a = -0.75, no antialias, edge-clamped: within 4e-5).
+
+A method (or option) without a batched form here, e.g. HTF's
+``legacy_flow`` or MSSL, keeps its per-sample transform: :func:`batched`
+returns ``None``.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision import transforms as T
+
+from avmodels.methods.augment import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    FrameFlowCrop,
+    MocoV2,
+    _GaussianBlur,
+    _short_side_size,
+)
+
+PARAMS = "aug."  # prefix of the batch keys holding the drawn parameters (tensors)
+JPEG = "frame_jpeg"  # batch key holding undecoded frames (a list of bytes)
+
+
+def with_params(batch: dict[str, Any], params: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """``batch`` with the parameters as flat ``aug.<name>`` fields (RingLoader takes flat)."""
+    batch.update({PARAMS + k: v for k, v in params.items()})
+    return batch
+
+
+def pop_params(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return {k[len(PARAMS) :]: batch.pop(k) for k in [k for k in batch if k.startswith(PARAMS)]}
+
+
+# -- batched pixel operations --------------------------------------------------
+def to_nchw(frames: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 (or float 0-255, SSPL's layout) -> (B, 3, H, W) uint8 view."""
+    if frames.dtype != torch.uint8:  # SSPL's float32 frames: as np.clip(...).astype(uint8)
+        frames = frames.clamp(0, 255).to(torch.uint8)
+    return frames.permute(0, 3, 1, 2)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
+    """Antialiased resize of (B, 3, H, W) uint8 as PIL does it; uint8 out.
+
+    On the CPU torch's uint8 kernel (channels-last, PIL-SIMD's algorithm); on
+    other devices the float kernel with the same weights, rounded once.
+    """
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+        return F.interpolate(x, size=size, mode=mode, antialias=True, align_corners=False)
+    y = F.interpolate(x.float(), size=size, mode=mode, antialias=True, align_corners=False)
+    return y.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def crop_flip(
+    x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int, flip: torch.Tensor
+) -> torch.Tensor:
+    """Per-sample ``size`` x ``size`` crops at (top, left), mirrored where ``flip``."""
+    # keep the input's memory layout: a channels-last crop copies whole pixel rows
+    cl = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if cl and not x.is_contiguous() else torch.contiguous_format
+    out = torch.empty((x.shape[0], x.shape[1], size, size), dtype=x.dtype, device=x.device,
+                      memory_format=fmt)  # fmt: skip
+    for b, (i, j) in enumerate(zip(top.tolist(), left.tolist(), strict=True)):
+        out[b] = x[b, :, i : i + size, j : j + size]
+    if bool(flip.any()):
+        m = flip.to(x.device)
+        out[m] = out[m].flip(-1)
+    return out
+
+
+def crop_flip_normalize(
+    x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int, flip: torch.Tensor
+) -> torch.Tensor:
+    """``normalize(crop_flip(...))`` in fewer passes: each crop is converted to float as it
+    is copied into the contiguous batch (the same values, bit for bit)."""
+    out = torch.empty((x.shape[0], x.shape[1], size, size), dtype=torch.float32, device=x.device)
+    for b, (i, j, f) in enumerate(zip(top.tolist(), left.tolist(), flip.tolist(), strict=True)):
+        block = x[b, :, i : i + size, j : j + size]
+        out[b].copy_(block.flip(-1) if f else block)
+    return _normalize_float(out)
+
+
+def _normalize_float(y: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN, device=y.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=y.device).view(1, 3, 1, 1)
+    # ToTensor's division then Normalize's sub/div, in that order: bit-identical to them
+    return y.div_(255).sub_(mean).div_(std)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (or 0-255 float) (B, 3, H, W) -> ImageNet-normalised float32, contiguous."""
+    # the copy also turns a channels-last input into the contiguous layout
+    return _normalize_float(torch.empty(x.shape, dtype=torch.float32, device=x.device).copy_(x))
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """PIL's ``convert("L")`` of (B, 3, H, W) 0-255 values: (B, 1, H, W) integers."""
+    x = x.to(torch.int32)
+    y = x[:, 0] * 19595 + x[:, 1] * 38470 + x[:, 2] * 7471 + 0x8000
+    return (y >> 16).unsqueeze(1)
+
+
+def _blend(degenerate: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    # PIL's Image.blend on uint8: computed in float, clipped, truncated
+    f = factor.view(-1, 1, 1, 1)
+    return (degenerate + f * (x - degenerate)).clamp_(0, 255).floor_()
+
+
+def adjust_brightness(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    return _blend(torch.zeros_like(x), x, f)
+
+
+def adjust_contrast(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    # PIL ImageEnhance.Contrast: a flat image of int(mean luma + 0.5)
+    mean = luma(x).float().mean(dim=(1, 2, 3), keepdim=True).add_(0.5).floor_()
+    return _blend(mean.expand_as(x), x, f)
+
+
+def adjust_saturation(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    return _blend(luma(x).float().expand_as(x), x, f)
+
+
+def adjust_hue(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue by ``f`` turns: on the CPU PIL's own 8-bit HSV per image (exact, and
+    faster than float HSV there); elsewhere in float HSV (within a few levels of PIL)."""
+    if x.device.type == "cpu":
+        from PIL import Image
+        from torchvision.transforms import functional as TF
+
+        u8 = x.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        out = [np.asarray(TF.adjust_hue(Image.fromarray(im), float(h))) for im, h in zip(u8, f)]
+        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float()
+    return adjust_hue_float(x, f)
+
+
+def adjust_hue_float(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue by ``f`` turns in float HSV (PIL uses an 8-bit HSV)."""
+    rgb = x / 255.0
+    r, g, b = rgb.unbind(1)
+    maxc, _ = rgb.max(dim=1)
+    minc, _ = rgb.min(dim=1)
+    v = maxc
+    cr = maxc - minc
+    s = cr / torch.where(maxc == 0, torch.ones_like(maxc), maxc)
+    crd = torch.where(cr == 0, torch.ones_like(cr), cr)
+    rc, gc, bc = (maxc - r) / crd, (maxc - g) / crd, (maxc - b) / crd
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(cr == 0, torch.zeros_like(h), h)
+    h = (h / 6.0 + f.view(-1, 1, 1)) % 1.0
+    i = torch.floor(h * 6.0)
+    fr = h * 6.0 - i
+    i = i.to(torch.int64) % 6
+    p, q, t = v * (1 - s), v * (1 - s * fr), v * (1 - s * (1 - fr))
+    choices = [
+        torch.stack(c, dim=1)
+        for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))
+    ]
+    out = torch.zeros_like(x)
+    for k, c in enumerate(choices):
+        out = torch.where((i == k).unsqueeze(1), c, out)
+    return (out * 255.0).round_().clamp_(0, 255)
+
+
+_JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+def color_jitter(
+    x: torch.Tensor, apply: torch.Tensor, order: torch.Tensor, factors: torch.Tensor
+) -> torch.Tensor:
+    """ColorJitter with per-sample op order (B, 4) and factors (B, 4: b, c, s, h)."""
+    if not bool(apply.any()):
+        return x
+    x = x.clone()
+    for pos in range(4):
+        for op in range(4):
+            m = (apply & (order[:, pos] == op)).to(x.device)
+            if bool(m.any()):
+                x[m] = _JITTER_OPS[op](x[m], factors[:, op].to(x.device)[m])
+    return x
+
+
+def pil_box_radius(radius: float, passes: int = 3) -> float:
+    """PIL's box radius for a Gaussian blur of ``radius`` (Gwosdek et al.'s extended box)."""
+    sigma2 = radius * radius / passes
+    length = math.sqrt(12.0 * sigma2 + 1.0)
+    lo = math.floor((length - 1.0) / 2.0)
+    a = (2 * lo + 1) * (lo * (lo + 1) - 3 * sigma2)
+    a /= 6 * (sigma2 - (lo + 1) * (lo + 1))
+    return lo + a
+
+
+def pil_box_kernel(radius: float, passes: int = 3) -> torch.Tensor:
+    """One box of PIL's GaussianBlur(radius): width 2n+3, ends weighted by the fraction."""
+    r = pil_box_radius(radius, passes)
+    n = int(r)
+    box = torch.ones(2 * n + 3, dtype=torch.float64)
+    box[0] = box[-1] = r - n
+    return (box / box.sum()).float()
+
+
+def pil_blur_kernel(radius: float, passes: int = 3) -> torch.Tensor:
+    """The whole 1-D kernel: ``passes`` boxes convolved (away from the edges)."""
+    box = pil_box_kernel(radius, passes).numpy()
+    k = box
+    for _ in range(passes - 1):
+        k = np.convolve(k, box)
+    return torch.from_numpy(k).float()
+
+
+def blur(
+    x: torch.Tensor, apply: torch.Tensor, radius: torch.Tensor, passes: int = 3
+) -> torch.Tensor:
+    """PIL's GaussianBlur of the samples where ``apply``: ``passes`` edge-clamped box passes
+    along the rows, then along the columns, as PIL runs them (in float, rounded once)."""
+    idx = torch.nonzero(apply).flatten().tolist()
+    if not idx:
+        return x
+    boxes = [pil_box_kernel(float(radius[b]), passes) for b in idx]
+    width = max(len(k) for k in boxes)
+    weight = torch.zeros((len(idx), width), dtype=torch.float32)
+    for n, k in enumerate(boxes):
+        off = (width - len(k)) // 2
+        weight[n, off : off + len(k)] = k
+    weight = weight.to(x.device).repeat_interleave(x.shape[1], dim=0)  # (n * c, width)
+    sel = x[torch.tensor(idx, device=x.device)]
+    n, c, h, w = sel.shape
+    pad = width // 2
+    y = sel.reshape(1, n * c, h, w)
+    wh, wv = weight.view(n * c, 1, 1, width), weight.view(n * c, 1, width, 1)
+    for _ in range(passes):
+        y = F.conv2d(F.pad(y, (pad, pad, 0, 0), mode="replicate"), wh, groups=n * c)
+    for _ in range(passes):
+        y = F.conv2d(F.pad(y, (0, 0, pad, pad), mode="replicate"), wv, groups=n * c)
+    x = x.clone()
+    x[torch.tensor(idx, device=x.device)] = y.view(n, c, h, w).round_().clamp_(0, 255)
+    return x
+
+
+# -- frames: decoded in the worker, or JPEG bytes decoded here --------------------
+def jpeg_size(data: Any) -> tuple[int, int]:
+    """(height, width) of a JPEG from its header (no decode)."""
+    from PIL import Image
+
+    if not isinstance(data, (bytes, bytearray)):
+        data = (data.numpy() if isinstance(data, torch.Tensor) else np.asarray(data)).tobytes()
+    with Image.open(io.BytesIO(data)) as im:
+        w, h = im.size
+    return h, w
+
+
+def batch_frames(batch: dict[str, Any], device: torch.device | str) -> torch.Tensor:
+    """The batch's frames as (B, 3, H, W) uint8 on ``device``.
+
+    From ``frame`` (decoded (B, H, W, 3) pixels) or from ``frame_jpeg`` (bytes,
+    decoded by torchvision on ``device``: libjpeg-turbo on the CPU, the same
+    pixels as the worker's decode; nvJPEG on CUDA, see docs/store.md).
+    """
+    if JPEG in batch:
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        data = [
+            torch.frombuffer(bytearray(f), dtype=torch.uint8)
+            if isinstance(f, (bytes, bytearray))
+            else torch.as_tensor(f)
+            for f in batch[JPEG]
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torchvision >= 0.29 notice
+            imgs = decode_jpeg(data, mode=ImageReadMode.RGB, device=torch.device(device))
+        if len({tuple(im.shape) for im in imgs}) != 1:
+            raise ValueError("frames of different sizes in one batch: use train.input=cpu")
+        return torch.stack(imgs)
+    frames = batch["frame"]
+    if isinstance(frames, list):
+        raise ValueError("frames of different sizes in one batch: use train.augment=sample")
+    return to_nchw(frames.to(device, non_blocking=True))
+
+
+# -- the methods ---------------------------------------------------------------
+class BatchedTransform:
+    """Base of a method's batched transform (see the module docstring)."""
+
+    needs_shape = False  # prepare() needs the frame's (H, W) as sample["frame_hw"]
+
+    def prepare(self, sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def finish(self, batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class SsplBatch(BatchedTransform):
+    """SSPL's train views: Resize(int(1.1 S)) once, then two (crop, flip) per sample."""
+
+    needs_shape = True
+
+    def __init__(self, per_sample: Any) -> None:
+        steps = per_sample.image.transforms
+        resize_t, crop_t, flip_t = steps[0], steps[1], steps[2]
+        self.short = int(resize_t.size if isinstance(resize_t.size, int) else resize_t.size[0])
+        self.size = int(crop_t.size[0])
+        self.p_flip = float(flip_t.p)
+        self.views = ("view1", "view2")
+        self.per_sample = per_sample
+
+    def _resized_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
+        return _short_side_size(int(hw[0]), int(hw[1]), self.short)
+
+    def prepare(self, sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        from avmodels.methods.sspl import EMBEDDING_KEY, _spectrogram_of
+
+        h, w = self._resized_hw(sample["frame_hw"])
+        crops, flips = [], []
+        for _ in self.views:  # RandomCrop.get_params then RandomHorizontalFlip, per view
+            if h == self.size and w == self.size:
+                i = j = 0
+            else:
+                i = int(torch.randint(0, h - self.size + 1, size=(1,)).item())
+                j = int(torch.randint(0, w - self.size + 1, size=(1,)).item())
+            crops.append((i, j))
+            flips.append(bool(torch.rand(1) < self.p_flip))
+        out: dict[str, Any] = {"clip_id": str(sample["clip_id"])}
+        if EMBEDDING_KEY in sample:
+            out[EMBEDDING_KEY] = torch.as_tensor(np.asarray(sample[EMBEDDING_KEY], np.float32))
+        else:
+            out["spectrogram"] = torch.from_numpy(_spectrogram_of(sample))
+        params = {"crop": torch.tensor(crops, dtype=torch.int64), "flip": torch.tensor(flips)}
+        return out, params
+
+    def finish(self, batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+        params = pop_params(batch)
+        x = batch_frames(batch, device)
+        batch.pop("frame", None), batch.pop(JPEG, None)
+        # two views cropped from one resize: converting it to NCHW once makes each crop's
+        # copy row-contiguous (measured: 12.7 vs 18.8 ms per 32 frames for the two views)
+        x = resize(x, self._resized_hw(tuple(x.shape[-2:])), "bicubic").contiguous()
+        views = {}
+        for v, name in enumerate(self.views):
+            c = params["crop"][:, v]
+            views[name] = crop_flip_normalize(x, c[:, 0], c[:, 1], self.size, params["flip"][:, v])
+        return {"clip_id": batch.pop("clip_id"), **views, **batch}
+
+
+class SslTieBatch(BatchedTransform):
+    """SSL-TIE's moco_v2 frame augmentation and SpecAugment, parameters per sample."""
+
+    needs_shape = True
+
+    def __init__(self, per_sample: Any) -> None:
+        self.per_sample = per_sample
+        steps = per_sample.frame.pipeline.transforms
+        self.rrc: T.RandomResizedCrop = steps[0]
+        self.jitter_p = float(steps[1].p)
+        self.jitter: T.ColorJitter = steps[1].transforms[0]
+        self.gray_p = float(steps[2].p)
+        self.blur_p = float(steps[3].p)
+        self.sigma = steps[3].transforms[0].sigma
+        self.flip_p = float(steps[4].p) if len(steps) > 4 else 0.0
+        self.size = tuple(self.rrc.size)
+        # colour steps with PIL per image (None: on the CPU) or as batched tensor ops
+        self.pil_colour: bool | None = None
+        mode = self.rrc.interpolation
+        self.mode = {T.InterpolationMode.BILINEAR: "bilinear",
+                     T.InterpolationMode.BICUBIC: "bicubic"}[mode]  # fmt: skip
+
+    def prepare(self, sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        ps = self.per_sample
+        spec = ps.spec(sample)
+        if ps.spec_aug is not None:  # drawn first, as SslTieSample does
+            spec = ps.spec_aug(spec)
+        h, w = sample["frame_hw"]
+        box = T.RandomResizedCrop.get_params(_size_only(int(h), int(w)), self.rrc.scale,
+                                             self.rrc.ratio)  # fmt: skip
+        jit = not bool(self.jitter_p < torch.rand(1))  # RandomApply's test
+        order, factors = torch.arange(4), torch.tensor([1.0, 1.0, 1.0, 0.0])
+        if jit:
+            j = self.jitter
+            fn_idx, b, c, s, hue = T.ColorJitter.get_params(
+                j.brightness, j.contrast, j.saturation, j.hue
+            )
+            order = fn_idx
+            factors = torch.tensor([1.0 if v is None else v for v in (b, c, s)] + [hue or 0.0])
+        gray = bool(torch.rand(1) < self.gray_p)
+        blr = not bool(self.blur_p < torch.rand(1))
+        radius = 0.0
+        if blr:  # _GaussianBlur's draw
+            lo, hi = self.sigma
+            radius = lo + (hi - lo) * float(torch.rand(1))
+        flip = bool(torch.rand(1) < self.flip_p) if self.flip_p else False
+        params = {
+            "box": torch.tensor(box, dtype=torch.int64),
+            "jitter": torch.tensor(jit),
+            "order": order.to(torch.int64),
+            "factors": factors.float(),
+            "gray": torch.tensor(gray),
+            "blur": torch.tensor(blr),
+            "radius": torch.tensor(radius, dtype=torch.float64),
+            "flip": torch.tensor(flip),
+        }
+        return {"clip_id": str(sample["clip_id"]), "spectrogram": spec}, params
+
+    def finish(self, batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+        p = pop_params(batch)
+        x = batch_frames(batch, device)
+        batch.pop("frame", None), batch.pop(JPEG, None)
+        n = x.shape[0]
+        out = torch.empty((n, *self.size, 3), dtype=torch.uint8, device=x.device)
+        for b, (i, j, h, w) in enumerate(p["box"].tolist()):
+            crop = resize(x[b : b + 1, :, i : i + h, j : j + w], self.size, self.mode)
+            out[b] = crop[0].permute(1, 2, 0)
+        y = out.permute(0, 3, 1, 2)
+        pil = self.pil_colour if self.pil_colour is not None else y.device.type == "cpu"
+        if pil:
+            zeros = torch.zeros(n, dtype=torch.int64)
+            frame = crop_flip_normalize(self._pil_colour(out, p), zeros, zeros, self.size[0],
+                                        p["flip"])  # fmt: skip
+            return {"clip_id": batch.pop("clip_id"), "frame": frame, **batch}
+        y = y.float()
+        y = color_jitter(y, p["jitter"], p["order"], p["factors"])
+        g = p["gray"].to(y.device)
+        if bool(g.any()):
+            y[g] = luma(y[g]).float().expand(-1, 3, -1, -1)
+        y = blur(y, p["blur"], p["radius"])
+        f = p["flip"].to(y.device)
+        if bool(f.any()):
+            y[f] = y[f].flip(-1)
+        frame = normalize(y)
+        return {"clip_id": batch.pop("clip_id"), "frame": frame, **batch}
+
+    def _pil_colour(self, out: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Jitter, grayscale and blur with PIL per image, with the drawn parameters: the
+        per-sample transform's very operations (on the CPU they beat float tensor ops)."""
+        from PIL import Image, ImageFilter
+        from torchvision.transforms import functional as TF
+
+        ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+        arr = out.numpy()
+        for b in range(len(arr)):
+            jit, gray, blr = bool(p["jitter"][b]), bool(p["gray"][b]), bool(p["blur"][b])
+            if not (jit or gray or blr):
+                continue
+            img = Image.fromarray(arr[b])
+            if jit:
+                for op in p["order"][b].tolist():
+                    img = ops[op](img, float(p["factors"][b, op]))
+            if gray:
+                img = TF.rgb_to_grayscale(img, num_output_channels=3)
+            if blr:
+                img = img.filter(ImageFilter.GaussianBlur(radius=float(p["radius"][b])))
+            arr[b] = np.asarray(img)
+        return out.permute(0, 3, 1, 2)
+
+
+@functools.lru_cache(maxsize=16)
+def _size_only(h: int, w: int) -> Any:
+    """A 1-bit PIL image of (h, w): what ``get_params`` needs (it reads only the size)."""
+    from PIL import Image
+
+    return Image.new("1", (w, h))
+
+
+def resize_flow(flow: torch.Tensor, nh: int, nw: int) -> torch.Tensor:
+    """(B, 2, H, W) float -> (B, 2, nh, nw), bicubic (a = -0.75), edges clamped: on the CPU
+    cv2's INTER_CUBIC per channel (the per-sample transform's call; torch's CPU bicubic is
+    ~10x slower), elsewhere torch's."""
+    if tuple(flow.shape[-2:]) == (nh, nw):
+        return flow
+    if flow.device.type != "cpu":
+        return F.interpolate(flow, size=(nh, nw), mode="bicubic", align_corners=False)
+    import cv2
+
+    src = flow.numpy()
+    out = np.empty((*src.shape[:2], nh, nw), dtype=np.float32)
+    for b in range(src.shape[0]):
+        for c in range(src.shape[1]):
+            out[b, c] = cv2.resize(src[b, c], (nw, nh), interpolation=cv2.INTER_CUBIC)
+    return torch.from_numpy(out)
+
+
+class HtfBatch(BatchedTransform):
+    """Hear-The-Flow's paired frame/flow resize, crop and flip (signed flow)."""
+
+    needs_shape = True
+
+    def __init__(self, per_sample: Any) -> None:
+        self.per_sample = per_sample
+        pair: FrameFlowCrop = per_sample.pair
+        self.size, self.train, self.p_flip = pair.size, pair.train, pair.p_flip
+
+    def _hw(self, hw: tuple[int, int]) -> tuple[int, int]:
+        if not self.train:
+            return self.size, self.size
+        return _short_side_size(int(hw[0]), int(hw[1]), int(self.size * 1.1))
+
+    def prepare(self, sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        flow = sample["flow"]
+        if flow.ndim != 3 or flow.shape[0] != 2:
+            raise ValueError(f"expected a (2, H, W) flow, got {flow.shape}")
+        i = j = 0
+        flip = False
+        if self.train:  # FrameFlowCrop's draws: i, j, then the flip
+            nh, nw = self._hw(sample["frame_hw"])
+            i = int(torch.randint(0, nh - self.size + 1, (1,)))
+            j = int(torch.randint(0, nw - self.size + 1, (1,)))
+            flip = float(torch.rand(1)) < self.p_flip
+        out = {"clip_id": str(sample["clip_id"]), "spectrogram": self.per_sample.spec(sample)}
+        params = {"crop": torch.tensor([i, j], dtype=torch.int64), "flip": torch.tensor(flip)}
+        return out, params
+
+    def finish(self, batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+        p = pop_params(batch)
+        x = batch_frames(batch, device)
+        batch.pop("frame", None), batch.pop(JPEG, None)
+        flow = batch.pop("flow").to(device, non_blocking=True).float()
+        nh, nw = self._hw(tuple(x.shape[-2:]))
+        x = resize(x, (nh, nw), "bicubic")
+        fh, fw = flow.shape[-2:]
+        flow = resize_flow(flow, nh, nw)
+        flow = flow * torch.tensor([nw / fw, nh / fh], device=flow.device).view(1, 2, 1, 1)
+        if self.train:
+            top, left, flip = p["crop"][:, 0], p["crop"][:, 1], p["flip"]
+            frame = crop_flip_normalize(x, top, left, self.size, flip)
+            flow = crop_flip(flow, top, left, self.size, flip)
+            m = flip.to(flow.device)
+            flow[:, 0][m] = -flow[:, 0][m]  # x motion points the other way in a mirror
+        else:
+            frame = normalize(x)
+        return {
+            "clip_id": batch.pop("clip_id"),
+            "frame": frame,
+            "flow": flow.contiguous(),
+            **batch,
+        }
+
+
+def batched(per_sample: Any) -> BatchedTransform | None:
+    """The batched form of a method's per-sample *training* transform, or None."""
+    from avmodels.methods.htf import HtfSample
+    from avmodels.methods.ssl_tie import SslTieSample
+    from avmodels.methods.sspl import SsplTransform
+
+    if isinstance(per_sample, SsplTransform) and per_sample.train:
+        steps = per_sample.image.transforms
+        if (
+            len(steps) >= 3
+            and isinstance(steps[0], T.Resize)
+            and steps[0].interpolation == T.InterpolationMode.BICUBIC
+            and isinstance(steps[1], T.RandomCrop)
+            and isinstance(steps[2], T.RandomHorizontalFlip)
+            and steps[1].padding is None
+        ):
+            return SsplBatch(per_sample)
+        return None
+    if isinstance(per_sample, SslTieSample) and isinstance(per_sample.frame, MocoV2):
+        steps = per_sample.frame.pipeline.transforms
+        ok = (
+            len(steps) in (4, 5)
+            and isinstance(steps[0], T.RandomResizedCrop)
+            and isinstance(steps[1], T.RandomApply)
+            and isinstance(steps[1].transforms[0], T.ColorJitter)
+            and isinstance(steps[2], T.RandomGrayscale)
+            and isinstance(steps[3], T.RandomApply)
+            and isinstance(steps[3].transforms[0], _GaussianBlur)
+            and (len(steps) == 4 or isinstance(steps[4], T.RandomHorizontalFlip))
+            and steps[0].interpolation
+            in (T.InterpolationMode.BILINEAR, T.InterpolationMode.BICUBIC)
+        )
+        return SslTieBatch(per_sample) if ok else None
+    if isinstance(per_sample, HtfSample) and not per_sample.pair.legacy and per_sample.pair.train:
+        return HtfBatch(per_sample)
+    return None
