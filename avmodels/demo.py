@@ -192,6 +192,32 @@ RECIPES: dict[str, Recipe] = {
 }
 RECIPES["sspl-pcm"] = dataclasses.replace(RECIPES["sspl"], method="sspl-pcm")
 
+# The field's baselines (issue 19): the same small streams and 1 s log-mel; each keeps
+# its own loss, temperature and defaults. The EZ-VSL family's projections shrink to 128.
+_BASELINE_EXTRACT = {**_SMALL_AUDIO, "resize": "squash", "sample_rate": 16000}
+_MIL_CPU = {**_SMALL_STREAMS, "model.pretrained": False, "model.dim": 128,
+            "data.audio_seconds": 1.0, "optim.lr": 1e-3, **_CPU}  # fmt: skip
+RECIPES["ezvsl"] = Recipe(
+    method="ezvsl", profile="ezvsl", extract=_BASELINE_EXTRACT, config=_MIL_CPU, epochs=12,
+    note="small CNN streams at 64 px, max-pooled multiple-instance InfoNCE (tau 0.03)",
+)  # fmt: skip
+RECIPES["fnac"] = Recipe(
+    method="fnac", profile="ezvsl", extract=_BASELINE_EXTRACT,
+    config={**_MIL_CPU, "loss.warmup_epochs": 2}, epochs=12,
+    note="EZ-VSL's demo streams + FNAC's terms (x100) after a 2-epoch warm-up, dropout 0.9",
+)  # fmt: skip
+RECIPES["slavc"] = Recipe(
+    method="slavc", profile="ezvsl", extract=_BASELINE_EXTRACT, config=_MIL_CPU, epochs=12,
+    note="small CNN streams at 64 px, momentum 0.999 targets, dropout 0.9",
+)  # fmt: skip
+RECIPES["lvs"] = Recipe(
+    method="lvs", profile="lvs-10s", extract=_BASELINE_EXTRACT,
+    config={**_SMALL_STREAMS, "data.audio_seconds": 1.0, "augment.image": "none",
+            "optim.lr": 1e-3, "optim.scheduler": "cosine", **_CPU},  # fmt: skip
+    epochs=12,
+    note="small CNN streams at 64 px, the LVS tri-map loss (SSL-TIE's demo without T)",
+)  # fmt: skip
+
 DEFAULT_METHOD = "ssl-tie"
 
 

@@ -64,6 +64,24 @@ class Importer:
 IMPORTERS: Registry[Importer] = Registry("importer")
 
 
+def _numpy_scalar_globals() -> list[Any]:
+    """The numpy names a checkpoint's metric scalars need (EZ-VSL's family saves
+    ``best_cIoU`` as ``numpy.float64``): the scalar constructor under its numpy 1
+    and numpy 2 paths, and the dtype classes. They build numbers, never run code."""
+    import numpy as np
+
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    dtypes = [np.dtype, *(type(np.dtype(c)) for c in "?bhilqBHILQefdg")]
+    return [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        *dtypes,
+    ]
+
+
+_NUMPY_SCALARS = _numpy_scalar_globals()
+
+
 def load_state_file(path: str | os.PathLike) -> StateDict:
     """A released state dict (``weights_only=True``); unwraps ``{"state_dict": ...}``."""
     path = Path(path)
@@ -72,7 +90,7 @@ def load_state_file(path: str | os.PathLike) -> StateDict:
     try:
         # PyTorch Lightning .ckpt files (Hear-The-Flow) keep argparse hyper-parameters:
         # allow that one plain attribute container, nothing else.
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace, *_NUMPY_SCALARS]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, zip errors, unsafe globals
         raise InputError(f"{path}: cannot be read as a safe torch state dict ({exc})") from exc
@@ -323,3 +341,64 @@ IMPORTERS.add(
         },
     ),
 )
+
+
+# -- EZ-VSL, FNAC, SLAVC, LVS ---------------------------------------------------------
+def _dim_patch(state: StateDict, key: str) -> dict[str, Any]:
+    return (
+        {"model": {"backbone": "resnet18", "dim": int(state[key].shape[0])}} if key in state else {}
+    )
+
+
+def convert_ezvsl(states: Mapping[str, StateDict]) -> tuple[str, dict[str, Any], StateDict]:
+    """EZ-VSL's ``best.pth`` (its ``model`` entry: ``imgnet``, ``img_proj``, ``audnet``, ``aud_proj``)."""
+    from avmodels.methods.ezvsl import ezvsl_state_from_official
+
+    state = ezvsl_state_from_official(states["ckpt"])
+    return "ezvsl", _dim_patch(state, "img_proj.weight"), state
+
+
+def convert_fnac(states: Mapping[str, StateDict]) -> tuple[str, dict[str, Any], StateDict]:
+    """FNAC's ``best.pth`` (EZ-VSL's layout; dropouts hold no tensors)."""
+    from avmodels.methods.fnac import fnac_state_from_official
+
+    state = fnac_state_from_official(states["ckpt"])
+    return "fnac", _dim_patch(state, "img_proj.weight"), state
+
+
+def convert_slavc(states: Mapping[str, StateDict]) -> tuple[str, dict[str, Any], StateDict]:
+    """SLAVC's ``latest.pth``/``best.pth``: two projections per stream and momentum copies."""
+    from avmodels.methods.slavc import slavc_state_from_official
+
+    state = slavc_state_from_official(states["ckpt"])
+    return "slavc", _dim_patch(state, "img_proj1.weight"), state
+
+
+def convert_lvs(states: Mapping[str, StateDict]) -> tuple[str, dict[str, Any], StateDict]:
+    """LVS's released ``.pth.tar`` (``model_state_dict`` of its DataParallel ``AVENet``)."""
+    from avmodels.methods.lvs import lvs_state_from_official
+
+    return "lvs", {"model": {"backbone": "resnet18"}}, lvs_state_from_official(states["ckpt"])
+
+
+for _name, _conv, _what in (
+    ("ezvsl", convert_ezvsl, "EZ-VSL's best.pth (github.com/stoneMo/EZ-VSL)"),
+    ("fnac", convert_fnac, "FNAC's best.pth (github.com/OpenNLPLab/FNAC_AVL)"),
+    ("slavc", convert_slavc, "SLAVC's checkpoint (github.com/stoneMo/SLAVC)"),
+    (
+        "lvs",
+        convert_lvs,
+        "LVS's released model (github.com/hche11/Localizing-Visual-Sounds-the-Hard-Way)",
+    ),
+):
+    IMPORTERS.add(
+        _name,
+        Importer(
+            name=_name,
+            description=_what,
+            files=(
+                FileArg("ckpt", "the released checkpoint ('model' or 'model_state_dict' entry)"),
+            ),
+            convert=_conv,
+        ),
+    )

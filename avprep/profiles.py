@@ -368,6 +368,41 @@ PROFILES.add(
         "16 kHz (clips whose window leaves the track are skipped), SSPL's VGGish log-mel",
     ),
 )
+PROFILES.add(
+    "ezvsl",
+    Profile(
+        name="ezvsl",
+        frame_at="middle",
+        image_size=None,
+        resize="none",
+        interpolation="cubic",
+        audio_seconds=3.0,
+        audio_window="centre",
+        sample_rate=None,
+        short_audio="tile-start",
+        spectrogram="lvs",
+        description="EZ-VSL / FNAC / SLAVC: the middle frame at native size (resized when "
+        "read), centre 3 s at the track's own rate, scipy STFT (nperseg 512, noverlap 274), "
+        "log, /12",
+    ),
+)
+PROFILES.add(
+    "lvs-10s",
+    Profile(
+        name="lvs-10s",
+        frame_at="middle",
+        image_size=None,
+        resize="none",
+        interpolation="cubic",
+        audio_seconds=10.0,
+        audio_window="start",
+        sample_rate=None,
+        short_audio="tile-start",
+        spectrogram="lvs",
+        description="LVS's released test loader: the middle frame at native size, the first "
+        "10 s of the track (tiled when shorter) at its own rate, scipy STFT, log, /12",
+    ),
+)
 
 
 def get_profile(name: str, *, split: str | None = None, **overrides: Any) -> Profile:

@@ -224,6 +224,8 @@ def evaluate_model(
 
         n_ids = None if ids is None else len(ids)
         meta.update(evaluation_record(model_file, info, ids_source=ids_source, n_ids=n_ids))
+        if hasattr(method, "map_label"):  # e.g. EZ-VSL's "av+obj(alpha=0.4)" blend
+            meta["map"] = method.map_label()
         write_report(report_dir, result, maps, meta)
     return result, maps
 

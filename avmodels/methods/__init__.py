@@ -8,7 +8,7 @@ import importlib.util
 from avmodels.methods.base import METHODS, Method
 
 # Modules that register methods; imported here so the registry is complete.
-_MODULES = ("sspl", "ssl_tie", "htf", "mssl")
+_MODULES = ("sspl", "ssl_tie", "htf", "mssl", "ezvsl", "fnac", "lvs", "slavc")
 
 for _mod in _MODULES:
     if importlib.util.find_spec(f"avmodels.methods.{_mod}") is not None:

@@ -12,6 +12,7 @@ worker by the DataLoader) and is picklable.
   (width < 180 frames) then one frequency mask (< 35 bins), torchaudio's draw.
   SSL-TIE masks the power mel with 0 before its dB conversion; on a dB
   spectrogram the same result is a fill of -100 dB (its floor, 10 log10 1e-10).
+- :class:`ResizeRandomCropFlip` - the training frames of LVS, EZ-VSL, FNAC and SLAVC.
 - :class:`FrameFlowCrop` - HTF's paired augmentation: the same resize, crop and
   flip for frame and flow. Our flow is signed float (pixels per frame): resizing
   scales the vectors, and a horizontal flip negates their x component. With
@@ -202,3 +203,23 @@ def _legacy_flow_image(component: np.ndarray) -> Image.Image:
     if not ok:
         raise ValueError("could not encode a flow component as JPEG")
     return Image.open(io.BytesIO(buf.tobytes())).convert("L")
+
+
+class ResizeRandomCropFlip:
+    """LVS / EZ-VSL / FNAC / SLAVC training frames.
+
+    Short side to ``int(size * 1.1)`` (bicubic), a random ``size`` crop, a
+    horizontal flip with p 0.5, ImageNet normalisation (torchvision's draws).
+    """
+
+    def __init__(self, size: int, scale: float = 1.1) -> None:
+        self.pipeline = T.Compose(
+            [
+                T.Resize(int(size * scale), interpolation=T.InterpolationMode.BICUBIC),
+                T.RandomCrop(size),
+                T.RandomHorizontalFlip(),
+            ]
+        )
+
+    def __call__(self, frame: np.ndarray) -> torch.Tensor:
+        return _to_tensor_normalized(self.pipeline(_pil(frame)))

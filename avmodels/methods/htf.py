@@ -39,7 +39,7 @@ from avmodels.backbones.resnet import build_stream, lvs_init
 from avmodels.methods.audio_input import SpectrogramInput
 from avmodels.methods.augment import FrameFlowCrop
 from avmodels.methods.base import METHODS, Batch, Method
-from avmodels.methods.ssl_tie import (
+from avmodels.methods.construction import (
     load_mapped,
     load_pretrained_vision,
     merge_defaults,

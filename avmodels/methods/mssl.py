@@ -45,8 +45,8 @@ from avmodels.backbones.resnet import build_stream
 from avmodels.methods.audio_input import SpectrogramInput
 from avmodels.methods.augment import ResizeSquash
 from avmodels.methods.base import METHODS, Batch, Method
+from avmodels.methods.construction import load_pretrained_vision, merge_defaults, stream_kwargs
 from avmodels.methods.pseudo_labels import FALLBACKS, LabelLookup, OnlineKMeans
-from avmodels.methods.ssl_tie import load_pretrained_vision, merge_defaults, stream_kwargs
 from avprep.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)

@@ -22,114 +22,35 @@ original runs the audio net twice on the same input; the outputs are equal).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from avmodels.backbones.resnet import build_stream, load_imagenet, lvs_init
+from avmodels.backbones.resnet import build_stream, lvs_init
 from avmodels.methods.audio_input import SpectrogramInput
 from avmodels.methods.augment import MocoV2, ResizeCenterCrop, SpecAugment
 from avmodels.methods.base import METHODS, Batch, Method
+from avmodels.methods.construction import (
+    avenet_state_from_official,
+    load_mapped,
+    load_pretrained_vision,
+    merge_defaults,
+    stream_kwargs,
+)
 from avmodels.methods.equivariance import equivariance_loss, sample_equivariance
 from avmodels.methods.trimap import TrimapConfig, trimap_loss
-from avprep.errors import ConfigError, InputError
+from avprep.errors import ConfigError
 
-
-def merge_defaults(defaults: Mapping[str, Any], cfg: Mapping[str, Any] | None) -> dict:
-    """``defaults`` updated recursively by ``cfg`` (a partial config is completed)."""
-    out = copy.deepcopy(dict(defaults))
-    for key, value in (cfg or {}).items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge_defaults(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def stream_kwargs(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``small`` backbone's size keys (ignored by ``resnet18``)."""
-    return {
-        "small_width": int(model_cfg.get("small_width", 32)),
-        "small_channels": int(model_cfg.get("small_channels", 128)),
-        "small_stride": int(model_cfg.get("small_stride", 8)),
-        "small_audio_stride": int(model_cfg.get("small_audio_stride", 16)),
-    }
-
-
-def load_pretrained_vision(stream: nn.Module, model_cfg: Mapping[str, Any]) -> None:
-    """ImageNet weights into a ResNet-18 stream when ``model.pretrained`` is true.
-
-    ``model.pretrained_path`` names the torchvision ``resnet18`` file; by default
-    it comes from torch's hub cache or ``avmodels weights fetch resnet18``.
-    """
-    if not model_cfg.get("pretrained", False):
-        return
-    path = model_cfg.get("pretrained_path")
-    if not path:
-        from avmodels.backbones.resnet import imagenet_weights_path
-
-        path = imagenet_weights_path()
-    load_imagenet(stream, path)
-
-
-def strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """Remove ``prefix`` from every key that has it (``module.`` of DataParallel/DDP)."""
-    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()}
-
-
-def load_mapped(model: nn.Module, mapped: Mapping[str, torch.Tensor], what: str) -> None:
-    """Strictly load a converted official state dict; a clear error on any mismatch."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(mapped))
-    unexpected = sorted(set(mapped) - set(own))
-    shapes = sorted(k for k in set(own) & set(mapped) if own[k].shape != mapped[k].shape)
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if shapes:
-            k = shapes[0]
-            parts.append(f"{len(shapes)} of other shape (e.g. {k}: {tuple(mapped[k].shape)})")
-        raise InputError(f"not a {what} checkpoint: " + "; ".join(parts))
-    model.load_state_dict(dict(mapped), strict=True)
-
-
-# SSL-TIE's ResNet holds three first convs (RGB ``conv1``, audio ``conv1_a``, a
-# 6-channel ``conv1_flow``) and an unused ``fc``; AVENet adds three modules its
-# loss and map never use.
+# SSL-TIE's AVENet adds three modules its loss and map never use.
 _SSLTIE_UNUSED_TOP = ("vision_fc1.", "conv3.", "norm3.")
-_SSLTIE_UNUSED_IMG = ("conv1_a.", "conv1_flow.", "fc.", "dim_mapping.")
-_SSLTIE_UNUSED_AUD = ("conv1.", "conv1_flow.", "fc.", "dim_mapping.")
 
 
 def ssl_tie_state_from_official(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Map SSL-TIE's ``AVENet`` state dict (``imgnet.*``, ``audnet.*``) onto ours."""
-    out: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, value in strip_prefix(state, "module.").items():
-        net, _, rest = key.partition(".")
-        if key.startswith(_SSLTIE_UNUSED_TOP):
-            continue
-        if net == "imgnet":
-            if not rest.startswith(_SSLTIE_UNUSED_IMG):
-                out["vision." + rest] = value
-        elif net == "audnet":
-            if rest.startswith("conv1_a."):
-                out["audio.conv1." + rest[len("conv1_a.") :]] = value
-            elif not rest.startswith(_SSLTIE_UNUSED_AUD):
-                out["audio." + rest] = value
-        else:
-            unknown.append(key)
-    if unknown:
-        raise InputError(f"not an SSL-TIE state dict: unexpected key {unknown[0]!r}")
-    return out
+    return avenet_state_from_official(state, "SSL-TIE", _SSLTIE_UNUSED_TOP)
 
 
 class SslTieSample:

@@ -1,0 +1,122 @@
+"""How a method is assembled: its config, its streams, and released weights loaded into it.
+
+Shared by the methods (a method module never imports another method module):
+
+- :func:`merge_defaults` completes a partial config with a method's defaults;
+- :func:`stream_kwargs` / :func:`load_pretrained_vision`: the ``small``
+  backbone's size keys and ImageNet weights for a ResNet-18 vision stream;
+- :func:`strip_prefix` / :func:`load_mapped`: a DDP prefix removed, a
+  converted official state dict loaded strictly with a readable error;
+- :func:`avenet_state_from_official`: the key layout of the LVS family's
+  ``AVENet`` (LVS, SSL-TIE): ``imgnet.*`` and ``audnet.*`` ResNets that each
+  hold three first convolutions (RGB ``conv1``, audio ``conv1_a``, a 6-channel
+  ``conv1_flow``) and an unused ``fc``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from avmodels.backbones.resnet import load_imagenet
+from avprep.errors import InputError
+
+
+def merge_defaults(defaults: Mapping[str, Any], cfg: Mapping[str, Any] | None) -> dict:
+    """``defaults`` updated recursively by ``cfg`` (a partial config is completed)."""
+    out = copy.deepcopy(dict(defaults))
+    for key, value in (cfg or {}).items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_defaults(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def stream_kwargs(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``small`` backbone's size keys (ignored by ``resnet18``)."""
+    return {
+        "small_width": int(model_cfg.get("small_width", 32)),
+        "small_channels": int(model_cfg.get("small_channels", 128)),
+        "small_stride": int(model_cfg.get("small_stride", 8)),
+        "small_audio_stride": int(model_cfg.get("small_audio_stride", 16)),
+    }
+
+
+def load_pretrained_vision(stream: nn.Module, model_cfg: Mapping[str, Any]) -> None:
+    """ImageNet weights into a ResNet-18 stream when ``model.pretrained`` is true.
+
+    ``model.pretrained_path`` names the torchvision ``resnet18`` file; by default
+    it comes from torch's hub cache or ``avmodels weights fetch resnet18``.
+    """
+    if not model_cfg.get("pretrained", False):
+        return
+    path = model_cfg.get("pretrained_path")
+    if not path:
+        from avmodels.backbones.resnet import imagenet_weights_path
+
+        path = imagenet_weights_path()
+    load_imagenet(stream, path)
+
+
+def strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Remove ``prefix`` from every key that has it (``module.`` of DataParallel/DDP)."""
+    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()}
+
+
+def load_mapped(model: nn.Module, mapped: Mapping[str, torch.Tensor], what: str) -> None:
+    """Strictly load a converted official state dict; a clear error on any mismatch."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(mapped))
+    unexpected = sorted(set(mapped) - set(own))
+    shapes = sorted(k for k in set(own) & set(mapped) if own[k].shape != mapped[k].shape)
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if shapes:
+            k = shapes[0]
+            parts.append(f"{len(shapes)} of other shape (e.g. {k}: {tuple(mapped[k].shape)})")
+        raise InputError(f"not a {what} checkpoint: " + "; ".join(parts))
+    model.load_state_dict(dict(mapped), strict=True)
+
+
+_AVENET_UNUSED_IMG = ("conv1_a.", "conv1_flow.", "fc.", "dim_mapping.")
+_AVENET_UNUSED_AUD = ("conv1.", "conv1_flow.", "fc.", "dim_mapping.")
+
+
+def avenet_state_from_official(
+    state: Mapping[str, torch.Tensor], what: str, unused_top: tuple[str, ...] = ()
+) -> dict[str, torch.Tensor]:
+    """Map an LVS-family ``AVENet`` state dict (``imgnet.*``, ``audnet.*``) onto ours.
+
+    ``vision.*`` takes ``imgnet.*`` (its RGB ``conv1``), ``audio.*`` takes
+    ``audnet.*`` with ``conv1_a`` as its ``conv1``; the unused first convs, ``fc``
+    and the top-level modules named in ``unused_top`` are dropped. A DDP or
+    DataParallel ``module.`` prefix is removed. Any other key is an error.
+    """
+    out: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, value in strip_prefix(state, "module.").items():
+        net, _, rest = key.partition(".")
+        if unused_top and key.startswith(unused_top):
+            continue
+        if net == "imgnet":
+            if not rest.startswith(_AVENET_UNUSED_IMG):
+                out["vision." + rest] = value
+        elif net == "audnet":
+            if rest.startswith("conv1_a."):
+                out["audio.conv1." + rest[len("conv1_a.") :]] = value
+            elif not rest.startswith(_AVENET_UNUSED_AUD):
+                out["audio." + rest] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise InputError(f"not an {what} state dict: unexpected key {unknown[0]!r}")
+    return out
