@@ -125,3 +125,14 @@ def batchnorm_sha256(module: nn.Module) -> str:
             for t in (m.running_mean, m.running_var):
                 h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def state_sha256(module: nn.Module) -> str:
+    """A hash of every parameter and buffer: equal on all processes iff replicas agree."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

@@ -35,8 +35,8 @@ class EpochTalk:
 
     ``start()`` at the top of an epoch, ``step(loss)`` after every optimiser
     step, ``end(...)`` after the epoch's validation. The mean train loss is
-    averaged over the processes and kept in ``progress["train_loss"]`` (so it
-    reaches the checkpoint and ``summary.json``).
+    averaged over the processes and kept in ``state.train_loss`` (the
+    ``TrainState``, so it reaches the checkpoint and ``summary.json``).
     """
 
     def __init__(self, epochs: int, env: Any, is_main: bool) -> None:
@@ -53,7 +53,7 @@ class EpochTalk:
     def end(
         self,
         epoch: int,
-        progress: dict[str, Any],
+        state: Any,
         val: Mapping[str, Any] | None,
         improved: bool,
         select: str | None,
@@ -61,7 +61,7 @@ class EpochTalk:
         from avmodels.engine.distributed import all_reduce_mean
 
         mean = all_reduce_mean(self.loss_sum / self.n, self.env) if self.n else float("nan")
-        progress["train_loss"] = mean
+        state.train_loss = mean
         seconds = time.perf_counter() - self.t0
         line = epoch_line(epoch, self.epochs, mean, val, seconds, improved, select)
         if self.is_main:

@@ -14,7 +14,10 @@ metric and preset chose the model.
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+from avprep.errors import ConfigError
 
 # The preset that reproduces each method's own evaluation code (avmodels.metrics.presets).
 METHOD_PRESETS = {
@@ -62,3 +65,48 @@ def apply_selection(
 def evaluate_before_training(info: dict[str, Any], resumed: bool) -> bool:
     """The original's epoch-0 evaluation: with --select-on-test, on a fresh run."""
     return bool(info.get("select_on_test")) and not resumed
+
+
+# Which way each selection metric improves (``eval.select``).
+SELECT_HIGHER = {"ciou": True, "auc": True, "pointing": True, "mean_iou": True, "loss": False}
+
+
+def select_key(cfg: dict[str, Any], has_anns: bool) -> str:
+    """The validation figure that picks the kept model (``eval.select``, ``auto`` resolved)."""
+    key = str(cfg["eval"]["select"]).lower()
+    if key == "auto":
+        return "ciou" if has_anns else "loss"
+    if key not in SELECT_HIGHER:
+        raise ConfigError(f"eval.select must be auto or one of {', '.join(SELECT_HIGHER)}")
+    if key != "loss" and not has_anns:
+        raise ConfigError(f"eval.select={key} needs validation annotations (--annotations)")
+    return key
+
+
+def update_selection(
+    progress: dict[str, Any],
+    score: float | None,
+    epoch: int,
+    *,
+    higher: bool,
+    min_delta: float = 0.0,
+    patience: int | None = None,
+) -> bool:
+    """Record one validation score; True if it is the new best.
+
+    A missing or NaN score counts as no improvement. After ``patience``
+    validations in a row without improvement, ``progress["stopped_early"]``
+    is set.
+    """
+    best = progress.get("best")
+    ok = score is not None and not math.isnan(score)
+    better = ok and (
+        best is None or (score > best + min_delta if higher else score < best - min_delta)
+    )
+    if better:
+        progress.update(best=score, best_epoch=epoch, bad_validations=0)
+        return True
+    progress["bad_validations"] = int(progress.get("bad_validations", 0)) + 1
+    if patience is not None and progress["bad_validations"] >= int(patience):
+        progress["stopped_early"] = True
+    return False

@@ -23,10 +23,8 @@ An existing run directory is never deleted: training into one refuses unless
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
-import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -35,57 +33,44 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from avmodels import __version__
 from avmodels.data import (
-    EpochSampler,
     MethodDataset,
     Sources,
     feature_tables,
-    make_loader,
     open_sources,
     split_validation,
 )
 from avmodels.engine import amp as amp_mod
 from avmodels.engine import runfolder
-from avmodels.engine.checkpoint import (
-    load_checkpoint,
-    save_checkpoint,
-    save_model,
-    set_rng_state,
-)
 from avmodels.engine.config import (
     apply_overrides,
     load_yaml,
     parse_set,
     resolve_config,
-    save_config,
 )
-from avmodels.engine.distributed import (
-    DistEnv,
-    all_reduce_mean,
-    barrier,
-    broadcast_object,
-    gather_objects,
-    init_distributed,
-    shutdown,
-)
-from avmodels.engine.evaluate import load_annotations, predict_maps, score_maps
-from avmodels.engine.replicas import batchnorm_sha256, prepare_model, replica_plan
-from avmodels.engine.replicas import describe as describe_replicas
-from avmodels.engine.runlog import EpochTalk, RunLog
-from avmodels.engine.selection import apply_selection, evaluate_before_training
-from avprep.atomic import write_json
-from avprep.errors import AvprepError, ConfigError, InputError
+from avmodels.engine.distributed import DistEnv, barrier, init_distributed, shutdown
+from avmodels.engine.evaluate import load_annotations
+from avmodels.engine.replicas import replica_plan, state_sha256
+from avmodels.engine.selection import SELECT_HIGHER, apply_selection, update_selection
+from avmodels.engine.trainer import Trainer, TrainingError, TrainState
+from avprep.errors import ConfigError, InputError
+
+# names other modules import from here (the loop itself lives in engine.trainer)
+__all__ = [
+    "SELECT_HIGHER",
+    "TrainRequest",
+    "TrainResult",
+    "TrainState",
+    "Trainer",
+    "TrainingError",
+    "state_sha256",
+    "train",
+    "update_selection",
+]
 
 log = logging.getLogger(__name__)
-
-SELECT_HIGHER = {"ciou": True, "auc": True, "pointing": True, "mean_iou": True, "loss": False}
-
-
-class TrainingError(AvprepError):
-    """Training cannot go on (e.g. the loss became NaN or infinite)."""
 
 
 @dataclass
@@ -263,25 +248,7 @@ def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv) -> _Data:
     return _Data(train_ds, val_ds, anns, what, mode)
 
 
-# -- the loop --------------------------------------------------------------------
-def _lr_row(optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    row = {}
-    for i, g in enumerate(optimizer.param_groups):
-        row[f"lr_{g.get('name', i)}"] = float(g["lr"])
-    return row
-
-
-def _select_key(cfg: dict, has_anns: bool) -> str:
-    key = str(cfg["eval"]["select"]).lower()
-    if key == "auto":
-        return "ciou" if has_anns else "loss"
-    if key not in SELECT_HIGHER:
-        raise ConfigError(f"eval.select must be auto or one of {', '.join(SELECT_HIGHER)}")
-    if key != "loss" and not has_anns:
-        raise ConfigError(f"eval.select={key} needs validation annotations (--annotations)")
-    return key
-
-
+# -- the run -------------------------------------------------------------------
 def train(req: TrainRequest) -> TrainResult:
     """Run (or resume) one training run; see the module docstring."""
     method_name, cfg, info = _prepare_run(req)
@@ -296,19 +263,17 @@ def train(req: TrainRequest) -> TrainResult:
 
 
 def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) -> TrainResult:
+    """Settle the run (selection, replicas, seeds, method, data), then the Trainer's loop."""
     from avmodels.methods import METHODS
 
-    run = Path(req.out)
-    tc = cfg["train"]
-    amp = amp_mod.check_amp(tc["amp"], env.device)
-    channels_last = bool(tc["channels_last"])
+    amp = amp_mod.check_amp(cfg["train"]["amp"], env.device)
     # which model is kept and how replicas relate: settled here, recorded in run.json
     cfg, info = apply_selection(name, cfg, info)
     plan = replica_plan(cfg, env)
     info = {**info, "world_size": env.world_size, "device": str(env.device)}
     info["replicas"] = dataclasses.asdict(plan)
 
-    seed = int(tc["seed"])
+    seed = int(cfg["train"]["seed"])
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     import random
@@ -319,354 +284,24 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         info = {**info, "notes": list(method.run_notes)}
         for note in info["notes"]:
             log.warning(note)
-        # run.json (with the notes) is written when the run folder is made, below
-    if channels_last:
+        # run.json (with the notes) is written when the run folder is made (Trainer.run)
+    if cfg["train"]["channels_last"]:
         method = method.to(memory_format=torch.channels_last)
     data = _build_data(method, cfg, info, env)
     if env.is_main:
         log.info("validation: %s", data.source)
-    from avmodels.engine.localize import training_extraction
-
-    # model files say how their inputs were extracted, so `localize` prepares a video alike
-    extraction = training_extraction(data.train.sources)
-
-    batch = int(tc["batch_size"])
-    sampler = EpochSampler(
-        len(data.train),
-        batch_size=batch,
-        rank=plan.rank,
-        world_size=plan.world_size,
-        shuffle=bool(cfg["data"]["shuffle"]),
-        seed=seed,
-        drop_last=bool(cfg["data"]["drop_last"]),
-    )
-    steps_per_epoch = sampler.batches_per_epoch()
-    if steps_per_epoch == 0:
-        raise ConfigError(
-            f"the training split has {len(data.train)} clips, fewer than one global batch "
-            f"({batch} x {env.world_size} processes): lower train.batch_size"
-        )
-    workers = int(tc["num_workers"])
-    loader = make_loader(
-        data.train,
-        batch_size=batch,
-        sampler=sampler,
-        num_workers=workers,
-        pin_memory=env.device.type == "cuda",
-        kind=str(tc["loader"]),
-    )
-    if data.input == "gpu":  # workers hand over JPEG bytes: decode and augment on the device
-        from avmodels.engine.loaders import DeviceInput
-
-        loader = DeviceInput(loader, data.train.finish, env.device)
-    if env.is_main:
-        log.info("training input: %s (augment=%s)", data.input, tc.get("augment", "batch"))
-    model = prepare_model(method, plan, env, cfg)
-    replica_line = describe_replicas(plan, len(data.train), batch, steps_per_epoch)
-    if env.is_main:
-        log.info("%s", replica_line)
-    optimizer = method.build_optimizer()
-    scheduler = method.build_scheduler(optimizer, steps_per_epoch)
-    scaler = amp_mod.grad_scaler(amp, env.device)
-    forward = torch.compile(model) if tc["compile"] else model
-    select = _select_key(cfg, data.annotations is not None) if data.val is not None else None
-    higher = SELECT_HIGHER.get(select or "loss", False)
-
-    progress: dict[str, Any] = {
-        "epoch": 0,
-        "batch": 0,
-        "step": 0,
-        "best": None,
-        "best_epoch": None,
-        "bad_validations": 0,
-        "stopped_early": False,
-        "last_val": None,
-    }
-    # everything is validated: only now the run folder is made (avmodels.engine.runfolder)
-    if env.is_main:
-        runfolder.lock(run)
-        (run / "checkpoints").mkdir(exist_ok=True)
-        save_config(cfg, run / "config.yaml")
-        write_json(run / "run.json", info)
-    barrier(env)
-    ckpt_path = run / "checkpoints" / "last.pt"
-    runlog = RunLog(run, enabled=env.is_main)
-    scratch = req.resume and runfolder.resume_from_scratch(run, ckpt_path)
-    if req.resume and not scratch:
-        ckpt = load_checkpoint(ckpt_path)
-        method.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None and ckpt["scheduler"] is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and ckpt["scaler"] is not None:
-            scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
-        progress.update(ckpt["progress"])
-        runlog.resume_at(progress["step"])
-        if env.is_main:
-            log.info("resumed at epoch %d, batch %d", progress["epoch"], progress["batch"])
-    elif env.is_main and (req.overwrite or scratch):
-        for f in (runlog.train.path, runlog.val.path):
-            if f.exists():
-                f.write_text("")  # start the logs afresh (the folder itself is kept)
-        runlog = RunLog(run, enabled=True)
-
-    saved: list[str] = [""]
-
-    def checkpoint() -> None:
-        state = json.dumps(progress, sort_keys=True, default=str)
-        if state == saved[0]:
-            return  # nothing changed since the last save
-        if env.is_main:
-            save_checkpoint(
-                ckpt_path,
-                method=name,
-                model=method,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=scaler,
-                progress=progress,
-            )
-        saved[0] = state  # only once written: a Ctrl-C mid-save saves again
-
-    epochs = int(tc["epochs"])
-    max_steps = tc["max_steps"]
-    log_every = max(1, int(tc["log_every"]))
-    ckpt_every = int(tc["checkpoint_every"] or 0)
-    eval_every = int(cfg["eval"]["every"])
-    patience = cfg["eval"]["patience"]
-    eval_bs = int(cfg["eval"]["batch_size"] or batch)
-    stop = progress["stopped_early"] or (max_steps is not None and progress["step"] >= max_steps)
-    window: dict[str, float] = {}
-    window_n, window_t, window_samples = 0, time.perf_counter(), 0
-
-    def validate() -> dict[str, Any]:
-        if plan.independent and env.distributed:
-            # SSPL: only rank 0 evaluates, its own replica (the one it saves)
-            row = None
-            if env.is_main:
-                row = _validate(method, data, DistEnv(device=env.device), cfg, eval_bs, amp,
-                                channels_last, req.progress, progress)  # fmt: skip
-            return broadcast_object(row, env)
-        return _validate(
-            method, data, env, cfg, eval_bs, amp, channels_last, req.progress, progress
-        )
-
-    if data.val is not None and evaluate_before_training(info, req.resume and not scratch):
-        runlog.log_val(validate())  # the original's evaluation at epoch 0: logged, not kept
-    talk = EpochTalk(epochs, env, env.is_main)
-    try:
-        while progress["epoch"] < epochs and not stop:
-            epoch = int(progress["epoch"])
-            sampler.set_epoch(epoch, skip_batches=int(progress["batch"]))
-            method.on_epoch_start(epoch)
-            talk.start()
-            model.train()
-            bar = tqdm(
-                loader,
-                total=steps_per_epoch - int(progress["batch"]),
-                desc=f"epoch {epoch + 1}/{epochs}",
-                unit="batch",
-                disable=not (req.progress and env.is_main),
-            )
-            for batch_data in bar:
-                n_local = len(batch_data["clip_id"])
-                batch_data = method.batch_to_device(batch_data, env.device, channels_last)
-                with amp_mod.autocast(amp, env.device):
-                    losses = forward(batch_data)
-                loss = losses["loss"]
-                if not torch.isfinite(loss.detach()).all():
-                    raise TrainingError(
-                        f"the loss is {float(loss)} at step {progress['step'] + 1} "
-                        f"(epoch {epoch + 1}); lower the learning rates or use train.amp=none"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    if tc["grad_clip"]:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(method.parameters(), float(tc["grad_clip"]))
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    if tc["grad_clip"]:
-                        torch.nn.utils.clip_grad_norm_(method.parameters(), float(tc["grad_clip"]))
-                    optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                progress["step"] += 1
-                progress["batch"] += 1
-                method.after_optimizer_step(int(progress["step"]))
-                for k, v in losses.items():
-                    window[k] = window.get(k, 0.0) + float(v.detach().float())
-                window_n += 1
-                window_samples += n_local * env.world_size
-                talk.step(float(loss.detach().float()))
-                last_of_epoch = progress["batch"] == steps_per_epoch
-                if progress["step"] % log_every == 0 or last_of_epoch:
-                    dt = max(time.perf_counter() - window_t, 1e-9)
-                    row = {
-                        "step": progress["step"],
-                        "epoch": epoch + progress["batch"] / steps_per_epoch,
-                    }
-                    for k, v in window.items():
-                        row[k] = all_reduce_mean(v / window_n, env)
-                    row.update(_lr_row(optimizer))
-                    row["samples_per_s"] = window_samples / dt
-                    runlog.log_train(row)
-                    bar.set_postfix(loss=f"{row['loss']:.4f}")
-                    window, window_n, window_samples = {}, 0, 0
-                    window_t = time.perf_counter()
-                if ckpt_every and progress["step"] % ckpt_every == 0:
-                    checkpoint()
-                if max_steps is not None and progress["step"] >= max_steps:
-                    stop = True
-                    break
-            bar.close()
-            if progress["batch"] < steps_per_epoch:
-                break  # stopped by max_steps inside the epoch: resume continues it
-            progress["epoch"] = epoch + 1
-            progress["batch"] = 0
-            row, improved = None, False
-            if data.val is not None and eval_every > 0 and (epoch + 1) % eval_every == 0:
-                row = validate()
-                runlog.log_val(row)
-                progress["last_val"] = row
-                score = row.get("val_loss" if select == "loss" else select)
-                improved = update_selection(
-                    progress,
-                    score,
-                    epoch + 1,
-                    higher=higher,
-                    min_delta=float(cfg["eval"]["min_delta"]),
-                    patience=patience,
-                )
-                if improved and env.is_main:
-                    meta = {"epoch": epoch + 1, "select": select, "score": score}
-                    meta["extraction"] = extraction
-                    save_model(run / "best.pt", method, cfg, meta=meta)
-                if progress["stopped_early"]:
-                    log.info("early stop: %s validations without improvement", patience)
-                    stop = True
-            talk.end(epoch + 1, progress, row, improved, select)
-            checkpoint()
-    except KeyboardInterrupt:
-        checkpoint()  # finished steps are kept; --resume continues from here
-        raise
-    checkpoint()
-    replicas = gather_objects(state_sha256(method), env)
-    if len(set(replicas)) > 1 and not plan.independent:
-        log.error("model replicas differ between processes: %s", replicas)
-    bn_hashes = gather_objects(batchnorm_sha256(method), env) if plan.independent else None
-    final = run / "final.pt"
-    if env.is_main:
-        meta = {"epoch": progress["epoch"], "step": progress["step"], "extraction": extraction}
-        save_model(final, method, cfg, meta=meta)
-        runlog.close()
-        runlog.plot()
-        result = {
-            "method": name,
-            "epochs_done": progress["epoch"],
-            "steps": progress["step"],
-            "select": select,
-            "best_score": progress["best"],
-            "best_epoch": progress["best_epoch"],
-            "stopped_early": progress["stopped_early"],
-            "last_val": progress["last_val"],
-            "train_loss": progress.get("train_loss"),
-            "validation": data.source,
-            "world_size": env.world_size,
-            "replica_sha256": replicas,
-            "replicas": replica_line,
-            "replica_batchnorm_sha256": bn_hashes,
-            "selection": info["selection"],
-        }
-        write_json(run / "summary.json", result)
-    barrier(env)
-    best_file = run / "best.pt"
+    trainer = Trainer(req, name, cfg, info, env, plan=plan, method=method, data=data, amp=amp)
+    state = trainer.run()
+    run, best_file = Path(req.out), Path(req.out) / "best.pt"
     return TrainResult(
         run_dir=run,
         method=name,
-        epochs_done=int(progress["epoch"]),
-        steps=int(progress["step"]),
-        best_score=progress["best"],
-        best_epoch=progress["best_epoch"],
-        select=select,
-        stopped_early=bool(progress["stopped_early"]),
-        model_file=best_file if best_file.is_file() else final,
-        last_val=progress["last_val"],
+        epochs_done=int(state.epoch),
+        steps=int(state.step),
+        best_score=state.best,
+        best_epoch=state.best_epoch,
+        select=trainer.select,
+        stopped_early=bool(state.stopped_early),
+        model_file=best_file if best_file.is_file() else run / "final.pt",
+        last_val=state.last_val,
     )
-
-
-def update_selection(
-    progress: dict[str, Any],
-    score: float | None,
-    epoch: int,
-    *,
-    higher: bool,
-    min_delta: float = 0.0,
-    patience: int | None = None,
-) -> bool:
-    """Record one validation score; True if it is the new best.
-
-    A missing or NaN score counts as no improvement. After ``patience``
-    validations in a row without improvement, ``progress["stopped_early"]``
-    is set.
-    """
-    best = progress.get("best")
-    ok = score is not None and not math.isnan(score)
-    better = ok and (
-        best is None or (score > best + min_delta if higher else score < best - min_delta)
-    )
-    if better:
-        progress.update(best=score, best_epoch=epoch, bad_validations=0)
-        return True
-    progress["bad_validations"] = int(progress.get("bad_validations", 0)) + 1
-    if patience is not None and progress["bad_validations"] >= int(patience):
-        progress["stopped_early"] = True
-    return False
-
-
-def _validate(
-    method: Any,
-    data: _Data,
-    env: DistEnv,
-    cfg: dict,
-    batch_size: int,
-    amp: str,
-    channels_last: bool,
-    show: bool,
-    progress: dict,
-) -> dict[str, Any]:
-    maps, vloss = predict_maps(
-        method,
-        data.val,
-        env=env,
-        batch_size=batch_size,
-        amp=amp,
-        channels_last=channels_last,
-        with_loss=bool(cfg["eval"]["loss"]),
-        progress=show and env.is_main,
-    )
-    row: dict[str, Any] = {
-        "step": progress["step"],
-        "epoch": progress["epoch"],
-        "val_loss": float("nan") if vloss is None else vloss,
-    }
-    if data.annotations:
-        res = score_maps(maps, data.annotations, cfg["eval"]["preset"], allow_missing=True)
-        row.update(ciou=res.ciou, auc=res.auc, mean_iou=res.mean_iou, pointing=res.pointing)
-    if env.is_main:
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("step", "epoch"))
-        log.info("validation after epoch %d: %s", progress["epoch"], shown)
-    return row
-
-
-def state_sha256(module: torch.nn.Module) -> str:
-    """A hash of every parameter and buffer: equal on all processes iff replicas agree."""
-    h = hashlib.sha256()
-    for key, value in module.state_dict().items():
-        h.update(key.encode())
-        h.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
