@@ -133,6 +133,44 @@ def write_report(
     return paths
 
 
+def _scored_clips(
+    sources: Any, anns: dict[str, Any], ids: Sequence[str] | None, allow_missing: bool
+) -> tuple[list[int] | None, dict[str, Any], list[str]]:
+    """(rows to read or None for all, annotations to score, annotated clips not in the data).
+
+    With ``ids``: exactly those clips, each in the data (and annotated unless
+    ``allow_missing``). Without: the annotated clips the data holds.
+    """
+    rows = None
+    skipped: list[str] = []
+    if ids is None:
+        # by default: the annotated clips that are in the data (a store may hold a subset)
+        present = set(sources.ids)
+        skipped = [c for c in anns if c not in present]
+        if skipped:
+            anns = {c: a for c, a in anns.items() if c in present}
+            log.warning(
+                "scoring the %d annotated clips in the data; skipped %d annotated clips "
+                "that are not in it (e.g. %s); --ids LIST scores a fixed list",
+                len(anns), len(skipped), ", ".join(skipped[:3]),
+            )  # fmt: skip
+            if not anns:
+                raise InputError(
+                    f"none of the {len(skipped)} annotated clips is in the data: "
+                    "are --data and --annotations of the same benchmark?"
+                )
+    if ids is not None:
+        missing = [c for c in ids if c not in set(sources.ids)]
+        if missing:
+            raise InputError(f"{len(missing)} listed clips are not in the data, e.g. {missing[:3]}")
+        rows = [sources.row_of(c) for c in ids]
+        anns = {c: anns[c] for c in ids if c in anns}
+        absent = [c for c in ids if c not in anns]
+        if absent and not allow_missing:
+            raise InputError(f"{len(absent)} listed clips have no annotation, e.g. {absent[:3]}")
+    return rows, anns, skipped
+
+
 def evaluate_model(
     model_file: str | os.PathLike,
     data: Sequence[str | os.PathLike],
@@ -171,33 +209,7 @@ def evaluate_model(
     sources = open_sources(data, method.required_inputs(), ids_csv=ids_from)
     warn_if_extracted_otherwise(sources, info, str(model_file))
     anns = load_annotations(annotations, benchmark)
-    rows = None
-    skipped: list[str] = []
-    if ids is None:
-        # by default: the annotated clips that are in the data (a store may hold a subset)
-        present = set(sources.ids)
-        skipped = [c for c in anns if c not in present]
-        if skipped:
-            anns = {c: a for c, a in anns.items() if c in present}
-            log.warning(
-                "scoring the %d annotated clips in the data; skipped %d annotated clips "
-                "that are not in it (e.g. %s); --ids LIST scores a fixed list",
-                len(anns), len(skipped), ", ".join(skipped[:3]),
-            )  # fmt: skip
-            if not anns:
-                raise InputError(
-                    f"none of the {len(skipped)} annotated clips is in the data: "
-                    "are --data and --annotations of the same benchmark?"
-                )
-    if ids is not None:
-        missing = [c for c in ids if c not in set(sources.ids)]
-        if missing:
-            raise InputError(f"{len(missing)} listed clips are not in the data, e.g. {missing[:3]}")
-        rows = [sources.row_of(c) for c in ids]
-        anns = {c: anns[c] for c in ids if c in anns}
-        absent = [c for c in ids if c not in anns]
-        if absent and not allow_missing:
-            raise InputError(f"{len(absent)} listed clips have no annotation, e.g. {absent[:3]}")
+    rows, anns, skipped = _scored_clips(sources, anns, ids, allow_missing)
     ds = MethodDataset(sources, method.sample_transform(train=False), rows)
     maps, _ = predict_maps(
         method,
