@@ -7,6 +7,10 @@ model, stops early when validation stops improving, and checkpoints so that
 ``--resume`` continues exactly where it stopped (same next batch, same
 optimiser state, same RNG streams).
 
+This module settles a run (config, run record, seeds, method, data) and
+returns its :class:`TrainResult`; the loop itself is
+:class:`avmodels.engine.trainer.Trainer` over one ``TrainState``.
+
 Run directory::
 
     RUN/run.json            method, data, validation source, versions
