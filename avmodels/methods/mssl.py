@@ -170,12 +170,7 @@ class MsslSample:
         self.train = train
         self.frame = ResizeSquash(int(data["image_size"]))
         self.p_flip = float(cfg["augment"]["hflip"]) if train else 0.0
-        self.spec = SpectrogramInput(
-            data["spectrogram"],
-            data["spectrogram_name"],
-            audio_seconds=data.get("audio_seconds"),
-            divisor=float(data.get("spec_divisor", 1.0)),
-        )
+        self.spec = SpectrogramInput.from_config(data)
         peak = data["peak_normalize"]
         self.peak = peak == "both" or (peak == "test" and not train)
         self.labels = LabelLookup(
@@ -287,6 +282,7 @@ class MultiSource(Method):
         "data": {"image_size": 64},
         "train": {"batch_size": 4},
     }
+    smoke_spectrogram = (-6, 3, (251, 64))
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
         super().__init__(merge_defaults(self.defaults, cfg))
@@ -395,12 +391,6 @@ class MultiSource(Method):
     # -- data --------------------------------------------------------------
     def sample_transform(self, train: bool) -> Callable[[dict[str, Any]], dict[str, Any]]:
         return MsslSample(self.cfg, train)
-
-    def smoke_sample(self, seed: int) -> dict[str, Any]:
-        sample = super().smoke_sample(seed)
-        rng = np.random.default_rng(seed + 1)
-        sample["spectrogram"] = rng.normal(-6, 3, size=(251, 64)).astype(np.float32)
-        return sample
 
     # -- model -------------------------------------------------------------
     def _encode(self, batch: Batch) -> dict[str, torch.Tensor]:
