@@ -5,7 +5,8 @@ Shared by the methods (a method module never imports another method module):
 - :func:`merge_defaults` completes a partial config with a method's defaults;
 - :data:`SMALL_STREAM` / :func:`stream_kwargs` / :func:`load_pretrained_vision`:
   the ``small`` backbone's size keys and ImageNet weights for a ResNet-18
-  vision stream; :func:`positive_tau` checks ``loss.tau``;
+  vision stream; :func:`small_smoke_model` the tiny one of a smoke test;
+  :func:`positive_tau` checks ``loss.tau``;
 - :func:`strip_prefix` / :func:`load_mapped` / :func:`official_model`: a DDP
   prefix removed, a converted official state dict loaded strictly with a
   readable error into a model built for it;
@@ -47,6 +48,17 @@ def merge_defaults(defaults: Mapping[str, Any], cfg: Mapping[str, Any] | None) -
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def small_smoke_model(**extra: Any) -> dict[str, Any]:
+    """The ``model`` patch of a ``smoke_overrides``: the small CNN, no pretrained weights."""
+    return {
+        "backbone": "small",
+        "pretrained": False,
+        "small_width": 8,
+        "small_channels": 32,
+        **extra,
+    }
 
 
 def stream_kwargs(model_cfg: Mapping[str, Any]) -> dict[str, Any]:

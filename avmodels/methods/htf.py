@@ -43,6 +43,7 @@ from avmodels.methods.construction import (
     load_pretrained_vision,
     merge_defaults,
     official_model,
+    small_smoke_model,
     stream_kwargs,
     strip_prefix,
 )
@@ -154,7 +155,7 @@ class HearTheFlow(TrimapHead, Method):
         "train": {"batch_size": 128, "epochs": 100},
     }
     smoke_overrides = {
-        "model": {"backbone": "small", "pretrained": False, "small_width": 8, "small_channels": 32},
+        "model": small_smoke_model(),
         "data": {"image_size": 64},
         "train": {"batch_size": 4},
     }

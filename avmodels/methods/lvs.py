@@ -47,6 +47,7 @@ from avmodels.methods.construction import (
     avenet_streams,
     merge_defaults,
     official_model,
+    small_smoke_model,
 )
 from avmodels.methods.trimap import TrimapConfig, TrimapHead, trimap_loss_defaults
 from avprep.errors import ConfigError
@@ -96,7 +97,7 @@ class Lvs(TrimapHead, Method):
         "eval": {"preset": "lvs"},
     }
     smoke_overrides = {
-        "model": {"backbone": "small", "small_width": 8, "small_channels": 32},
+        "model": small_smoke_model(),  # pretrained is off by default too
         "data": {"image_size": 64},
         "train": {"batch_size": 4},
     }

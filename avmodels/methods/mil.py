@@ -46,6 +46,7 @@ from avmodels.methods.construction import (
     load_pretrained_vision,
     official_model,
     projection_dim,
+    small_smoke_model,
     stream_kwargs,
     strip_prefix,
 )
@@ -81,14 +82,7 @@ def mil_data_defaults() -> dict[str, Any]:
 def mil_smoke(**model_extra: Any) -> dict[str, Any]:
     """The family's ``smoke_overrides`` (small CNN, 64 px, batch 4), ``model_extra`` added."""
     return {
-        "model": {
-            "backbone": "small",
-            "pretrained": False,
-            "small_width": 8,
-            "small_channels": 32,
-            "dim": 16,
-            **model_extra,
-        },
+        "model": small_smoke_model(dim=16, **model_extra),
         "data": {"image_size": 64},
         "train": {"batch_size": 4},
     }

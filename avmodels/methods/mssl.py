@@ -45,7 +45,12 @@ from avmodels.backbones.resnet import build_stream
 from avmodels.methods.audio_input import SpectrogramInput
 from avmodels.methods.augment import ResizeSquash
 from avmodels.methods.base import METHODS, Batch, Method
-from avmodels.methods.construction import load_pretrained_vision, merge_defaults, stream_kwargs
+from avmodels.methods.construction import (
+    load_pretrained_vision,
+    merge_defaults,
+    small_smoke_model,
+    stream_kwargs,
+)
 from avmodels.methods.pseudo_labels import FALLBACKS, LabelLookup, OnlineKMeans
 from avprep.errors import ConfigError, InputError
 
@@ -272,13 +277,7 @@ class MultiSource(Method):
         "train": {"batch_size": 16, "epochs": 20, "stage": 1},
     }
     smoke_overrides = {
-        "model": {
-            "backbone": "small",
-            "pretrained": False,
-            "small_width": 8,
-            "small_channels": 32,
-            "proj_hidden": 64,
-        },
+        "model": small_smoke_model(proj_hidden=64),
         "data": {"image_size": 64},
         "train": {"batch_size": 4},
     }

@@ -37,6 +37,7 @@ from avmodels.methods.construction import (
     avenet_streams,
     merge_defaults,
     official_model,
+    small_smoke_model,
 )
 from avmodels.methods.equivariance import equivariance_loss, sample_equivariance
 from avmodels.methods.trimap import TrimapConfig, TrimapHead, trimap_loss, trimap_loss_defaults
@@ -115,7 +116,7 @@ class SslTie(TrimapHead, Method):
         "train": {"batch_size": 32, "epochs": 100},
     }
     smoke_overrides = {
-        "model": {"backbone": "small", "small_width": 8, "small_channels": 32},
+        "model": small_smoke_model(),  # pretrained is off by default too
         "data": {"image_size": 64},
         "train": {"batch_size": 4},
         # one fixed T (half scale, no rotation or flip) so a fixed batch has a fixed loss
