@@ -77,7 +77,7 @@ def _spectrogram_of(sample: dict[str, Any]) -> np.ndarray:
     return spec
 
 
-class SpectrogramInput:
+class VggishCacheInput:
     """Picklable: store sample -> ``{"spectrogram": (N, 96, 64)}`` (for the VGGish cache)."""
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
@@ -282,7 +282,7 @@ class SSPL(Method):
                 name=EMBEDDING_KEY,
                 version=self._vggish_version,
                 inputs=("spectrogram",),
-                prepare=SpectrogramInput(),
+                prepare=VggishCacheInput(),
                 compute=self._embed_batch,
             )
         ]
