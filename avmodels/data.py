@@ -463,7 +463,11 @@ class MethodDataset(Dataset):
 
     def __getitems__(self, keys: Sequence[Any]) -> Any:
         """A batch: the transformed samples (the per-sample path), or, batched, the
-        collated batch itself (``avmodels.engine.loaders.collate_batch`` passes it on)."""
+        collated batch itself (``avmodels.engine.loaders.collate_batch`` passes it on).
+        A subclass that builds its samples in its own ``__getitem__`` (the audio probes'
+        datasets) is read through it, one key at a time."""
+        if type(self).__getitem__ is not MethodDataset.__getitem__:
+            return [self[k] for k in keys]
         if self.batched is not None:
             from avmodels.engine.loaders import Collated
 
@@ -475,7 +479,7 @@ class MethodDataset(Dataset):
     def read_batch(self, keys: Sequence[Any], out: Any = None) -> dict[str, Any]:
         """The collated batch of ``keys`` (what :class:`~avprep.store.RingLoader` calls;
         ``out`` is left to it: the augmented tensors are new, not decoded rows)."""
-        if self.batched is None:
+        if self.batched is None or type(self).__getitem__ is not MethodDataset.__getitem__:
             return default_collate(self.__getitems__(keys))
         pairs = [self._key(k) for k in keys]
         rows = [r for r, _ in pairs]

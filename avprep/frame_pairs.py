@@ -29,13 +29,12 @@ from typing import Any
 
 from avprep.atomic import atomic_path
 from avprep.errors import ConfigError, InputError
-from avprep.manifest import FAILED, OK, ClipRecord, Manifest
+from avprep.manifest import FAILED, MANIFEST_NAME, OK, ClipRecord, Manifest
 from avprep.stages.audio import read_wav, write_wav
 
 log = logging.getLogger(__name__)
 
 WINDOWS = ("aligned", "centred")
-MANIFEST = "manifest.jsonl"
 
 
 def pair_id(clip_id: str, index: int) -> str:
@@ -127,14 +126,14 @@ def split_pairs(
     if seconds <= 0:
         raise ConfigError(f"--seconds must be > 0, got {seconds}")
     window_start(0.0, seconds, window)  # validates the name
-    if not (src / MANIFEST).is_file():
-        raise InputError(f"{src} is not an extraction folder (no {MANIFEST})")
-    source = Manifest(src / MANIFEST)
+    if not (src / MANIFEST_NAME).is_file():
+        raise InputError(f"{src} is not an extraction folder (no {MANIFEST_NAME})")
+    source = Manifest(src / MANIFEST_NAME)
     header = source.header
     params = dict(header.get("profile_params") or {})
     spectrogram = params.get("spectrogram") or None
     out.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(out / MANIFEST)
+    manifest = Manifest(out / MANIFEST_NAME)
     if not manifest.header:
         params.update(audio_seconds=seconds, frame_at="pairs", pair_window=window)
         manifest.write_header(

@@ -33,6 +33,8 @@ UNAVAILABLE = "unavailable"
 SKIPPED = "skipped"
 STATUSES = (OK, FAILED, UNAVAILABLE, SKIPPED)
 
+MANIFEST_NAME = "manifest.jsonl"  # a stage's records, in the folder it writes (OUT/manifest.jsonl)
+
 
 @dataclasses.dataclass
 class ClipRecord:
@@ -222,6 +224,20 @@ class Manifest:
             for reason, n in reasons.most_common(top):
                 lines.append(f"  {n:>6}  {reason[:160]}")
         return "\n".join(lines)
+
+
+def is_done(record: ClipRecord | None, out_dir: str | os.PathLike) -> bool:
+    """A clip is done when its record is ok and every output it records still exists.
+
+    ``record.outputs`` holds paths relative to ``out_dir`` (a file or a
+    folder); a record with no outputs is not done. Extraction and released
+    folders use this as it is; download adds its own checks on top
+    (:func:`avprep.stages.download._is_done`).
+    """
+    if record is None or not record.ok or not record.outputs:
+        return False
+    root = Path(out_dir)
+    return all((root / rel).exists() for rel in record.outputs.values())
 
 
 def _generic_reason(error: str, clip_id: str) -> str:

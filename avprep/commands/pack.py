@@ -11,6 +11,7 @@ import click
 
 from avprep.clikit import backend_options, no_progress_option
 from avprep.errors import InputError
+from avprep.store.layouts import layout_names
 
 
 @click.command("pack-h5")
@@ -40,7 +41,7 @@ from avprep.errors import InputError
 )
 @click.option(
     "--layout",
-    type=click.Choice(["native", "sspl"]),
+    type=click.Choice(layout_names()),
     default="native",
     show_default=True,
     help="avprep's native format, or SSPL's h5py_* files.",

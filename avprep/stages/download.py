@@ -62,13 +62,21 @@ from avprep.errors import (
 )
 from avprep.ids import check_id, split_vggsound_id
 from avprep.lock import folder_lock, lock_name
-from avprep.manifest import FAILED, OK, SKIPPED, UNAVAILABLE, ClipRecord, Manifest
+from avprep.manifest import (
+    FAILED,
+    MANIFEST_NAME,
+    OK,
+    SKIPPED,
+    UNAVAILABLE,
+    ClipRecord,
+    Manifest,
+    is_done,
+)
 from avprep.runner import retryable_record
 from avprep.stages.mediainfo import decodable_duration, mp4_cut_short
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.jsonl"
 LOCK_NAME = lock_name("download")
 RATE_NAME = ".ratelimit"
 #: VGGSound clips are 10 s from their start time.
@@ -782,10 +790,13 @@ def _sweep(out: Path) -> int:
 
 
 def _is_done(rec: ClipRecord | None, out: Path) -> bool:
+    """:func:`avprep.manifest.is_done`, and stricter, because a download is one file a
+    manifest might misname or a killed transfer might cut short: its ``path`` must be a
+    plain file name in ``out`` and the file must still have the recorded size."""
     if rec is None or not rec.ok:
         return False
     name = rec.outputs.get("path")
-    if not name or "/" in name or name.startswith("."):
+    if not name or "/" in name or name.startswith(".") or not is_done(rec, out):
         return False
     path = out / name
     size = rec.meta.get("bytes")

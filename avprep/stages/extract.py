@@ -43,7 +43,7 @@ from avprep.atomic import TMP_PREFIX, cleanup_temps
 from avprep.errors import ConfigError, HostileIdError, InputError, MediaError
 from avprep.ids import check_id
 from avprep.lock import folder_lock
-from avprep.manifest import FAILED, OK, ClipRecord, Manifest
+from avprep.manifest import FAILED, MANIFEST_NAME, OK, ClipRecord, Manifest, is_done
 from avprep.profiles import Profile, frame_at_value
 from avprep.runner import map_clips
 from avprep.spectrogram import compute as compute_spectrogram
@@ -57,7 +57,6 @@ from avprep.stages.mediainfo import clip_info, mp4_cut_short
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".3gp", ".mpg", ".ts")
-MANIFEST_NAME = "manifest.jsonl"
 # extra audio asked of ffmpeg so resampler rounding never leaves the window short
 _AUDIO_MARGIN = 0.05
 
@@ -477,13 +476,6 @@ class _ExtractOne:
 
     def __call__(self, source: ClipSource) -> ClipRecord:
         return extract_clip(source, self.out_dir, self.profile)
-
-
-def is_done(record: ClipRecord | None, out_dir: str | os.PathLike) -> bool:
-    """A clip is done when its record is ok and every recorded output still exists."""
-    if record is None or not record.ok or not record.outputs:
-        return False
-    return all((Path(out_dir) / rel).exists() for rel in record.outputs.values())
 
 
 def tool_versions() -> dict[str, str]:

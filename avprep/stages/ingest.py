@@ -47,10 +47,9 @@ from avprep.atomic import TMP_PREFIX, write_text
 from avprep.errors import InputError, MediaError
 from avprep.ids import is_safe_id
 from avprep.lock import folder_lock
-from avprep.manifest import OK, ClipRecord, Manifest
+from avprep.manifest import MANIFEST_NAME, OK, ClipRecord, Manifest
 from avprep.stages.download import (
     _EXT,
-    MANIFEST_NAME,
     _is_done,
     _sweep,
     tool_versions,

@@ -28,7 +28,7 @@ from avprep import ffmpeg
 from avprep.atomic import write_bytes
 from avprep.errors import HostileIdError, InputError
 from avprep.ids import check_id
-from avprep.manifest import FAILED, OK, ClipRecord, Manifest
+from avprep.manifest import FAILED, MANIFEST_NAME, OK, ClipRecord, Manifest, is_done
 from avprep.profiles import get_profile
 from avprep.spectrogram import compute as compute_spectrogram
 from avprep.stages import audio as audio_stage
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 FRAME_SUFFIXES = (".jpg", ".jpeg")
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac")
-MANIFEST_NAME = "manifest.jsonl"
 
 
 def find_released(folder: str | os.PathLike) -> tuple[Path, Path] | None:
@@ -106,8 +105,7 @@ def released_to_extraction(
             log.warning("%s", exc)
             failed += 1
             continue
-        old = manifest.get(cid)
-        if old is not None and old.ok and all((out / r).exists() for r in old.outputs.values()):
+        if is_done(manifest.get(cid), out):
             ok += 1
             continue
         if cid not in frames or cid not in audios:

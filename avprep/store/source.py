@@ -27,11 +27,10 @@ from tqdm.auto import tqdm
 
 from avprep.errors import InputError
 from avprep.ids import check_id
-from avprep.manifest import Manifest
+from avprep.manifest import MANIFEST_NAME, Manifest
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.jsonl"
 MODALITIES = ("frame", "audio", "spectrogram", "flow")
 # Per-clip timestamps copied from the extraction record into float64 columns.
 TIME_KEYS = ("frame_time", "next_frame_time", "audio_start")

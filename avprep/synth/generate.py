@@ -33,7 +33,7 @@ from avprep import ffmpeg
 from avprep.atomic import atomic_path, cleanup_temps, write_bytes, write_json, write_text
 from avprep.errors import ConfigError, InputError
 from avprep.lock import folder_lock
-from avprep.manifest import OK, ClipRecord, Manifest
+from avprep.manifest import MANIFEST_NAME, OK, ClipRecord, Manifest
 from avprep.runner import map_clips
 from avprep.synth.classes import CLASSES
 from avprep.synth.groundtruth import (
@@ -184,7 +184,7 @@ def _generate_locked(
     removed = cleanup_temps(videos, dirs=True)
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted run", removed)
-    manifest = Manifest(out / "manifest.jsonl")
+    manifest = Manifest(out / MANIFEST_NAME)
     _check_params(manifest, cfg, out)
 
     specs = [clip_spec(cfg, i) for i in range(cfg.clips)]
