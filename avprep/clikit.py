@@ -190,6 +190,30 @@ def benchmark_option(*decls: str, extra: Iterable[str] = (), **kw: Any) -> Calla
     return choice_option(*(decls or ("--benchmark",)), names=[*BENCHMARKS, *extra], **kw)
 
 
+def backend_options(workers: str = "workers") -> Callable:
+    """``--backend`` (one of :data:`avprep.runner.BACKENDS`, default loky) and ``--scheduler``.
+
+    ``workers`` names what runs there in the help (``"shard writers"``).
+    """
+    from avprep.runner import BACKENDS
+
+    def decorate(f: Callable) -> Callable:
+        f = click.option(
+            "--scheduler",
+            default=None,
+            help="Dask scheduler address, e.g. tcp://host:8786 (with --backend dask).",
+        )(f)
+        return choice_option(
+            "--backend",
+            names=BACKENDS,
+            default="loky",
+            show_default=True,
+            help=f"Where the {workers} run: loky (processes here), dask, serial (debugging).",
+        )(f)
+
+    return decorate
+
+
 #: Loggers shown at INFO even at the default level: a long command's heartbeat
 #: (one line per training epoch).
 TALKING_LOGGERS = ("avmodels.epochs",)

@@ -275,132 +275,97 @@ PROFILES.add(
     ),
 )
 
+
+def _variant(parent: str, name: str, description: str, **changes: Any) -> Profile:
+    """Profile ``parent`` but for ``changes``: a variant names only what differs.
+
+    ``test_variant`` is not inherited (a variant names its own, or has none).
+    """
+    changes.setdefault("test_variant", None)
+    return dataclasses.replace(PROFILES.get(parent), name=name, description=description, **changes)
+
+
 # Per-split variants: the originals' test data (and SSL-TIE's Flickr training audio) are
 # cut otherwise than the training window above (docs/extraction.md, "per split").
 PROFILES.add(
     "ssltie-vggss-test",
-    Profile(
-        name="ssltie-vggss-test",
-        frame_at="4.96",
-        image_size=299,
-        resize="squash",
-        interpolation="cubic",
+    _variant(
+        "ssltie",
+        "ssltie-vggss-test",
+        "SSL-TIE's VGG-SS test audio: the first 10 s of the test wav "
+        "(tiled if shorter), mel 257 + dB (1, 257, 670)",
         audio_seconds=10.0,
         audio_window="start",
-        sample_rate=16000,
-        short_audio="tile-start",
-        spectrogram="ssltie",
-        description="SSL-TIE's VGG-SS test audio: the first 10 s of the test wav "
-        "(tiled if shorter), mel 257 + dB (1, 257, 670)",
     ),
 )
 PROFILES.add(
     "ssltie-flickr",
-    Profile(
-        name="ssltie-flickr",
-        frame_at="4.96",
-        image_size=299,
-        resize="squash",
-        interpolation="cubic",
+    _variant(
+        "ssltie",
+        "ssltie-flickr",
+        "SSL-TIE on Flickr, training: the first 4 s of the track, tiled to "
+        "10 s by the spectrogram (1, 257, 670); --split test: ssltie-flickr-test",
         audio_seconds=4.0,
         audio_window="start",
-        sample_rate=16000,
-        short_audio="tile-start",
-        spectrogram="ssltie",
-        description="SSL-TIE on Flickr, training: the first 4 s of the track, tiled to "
-        "10 s by the spectrogram (1, 257, 670); --split test: ssltie-flickr-test",
         test_variant="ssltie-flickr-test",
     ),
 )
 PROFILES.add(
     "ssltie-flickr-test",
-    Profile(
-        name="ssltie-flickr-test",
-        frame_at="4.96",
-        image_size=299,
-        resize="squash",
-        interpolation="cubic",
+    _variant(
+        "ssltie-flickr",
+        "ssltie-flickr-test",
+        "SSL-TIE on Flickr, test: the whole track cut or tiled to 10 s (1, 257, 670)",
         audio_seconds=10.0,
-        audio_window="start",
-        sample_rate=16000,
-        short_audio="tile-start",
-        spectrogram="ssltie",
-        description="SSL-TIE on Flickr, test: the whole track cut or tiled to 10 s (1, 257, 670)",
     ),
 )
 PROFILES.add(
     "htf-test",
-    Profile(
-        name="htf-test",
-        frame_at="middle",
-        image_size=None,
-        resize="none",
-        interpolation="cubic",
-        audio_seconds=3.0,
-        audio_window="centre-floor",
-        sample_rate=22050,
-        short_audio="tile-start",
-        spectrogram="htf",
-        flow="farneback",
-        description="Hear-The-Flow, test: 3 s centred on floor(seconds) / 2 of the "
+    _variant(
+        "htf",
+        "htf-test",
+        "Hear-The-Flow, test: 3 s centred on floor(seconds) / 2 of the "
         "22,050 Hz track (its test loader), scipy STFT (257, 276), Farneback flow",
+        audio_window="centre-floor",
     ),
 )
 PROFILES.add(
     "chaotic",
-    Profile(
-        name="chaotic",
-        # with --times: the annotated frame (start_fid), the window centred on start_time;
-        # without: SSPL's middle frame and centre window (plus the 320x180 pre-scale)
-        frame_at="middle",
-        image_size=256,
-        resize="squash",
-        interpolation="cubic",
-        audio_seconds=3.0,
-        audio_window="centre",
-        sample_rate=16000,
-        short_audio="tile-centre",
-        spectrogram="vggish-sspl",
-        window_outside="skip",
-        source_scale="320x180",
-        description="Chaotic World (SSPL fork, ICME 2024): the annotated frame scaled to "
+    # with --times: the annotated frame (start_fid), the window centred on start_time;
+    # without: SSPL's middle frame and centre window (plus the 320x180 pre-scale)
+    _variant(
+        "sspl",
+        "chaotic",
+        "Chaotic World (SSPL fork, ICME 2024): the annotated frame scaled to "
         "320x180 by ffmpeg then 256x256 (cv2 cubic), 3 s centred on the annotated time at "
         "16 kHz (clips whose window leaves the track are skipped), SSPL's VGGish log-mel",
+        window_outside="skip",
+        source_scale="320x180",
     ),
 )
 PROFILES.add(
     "ezvsl",
-    Profile(
-        name="ezvsl",
-        frame_at="middle",
-        image_size=None,
-        resize="none",
-        interpolation="cubic",
-        audio_seconds=3.0,
-        audio_window="centre",
-        sample_rate=None,
-        short_audio="tile-start",
-        spectrogram="lvs",
-        description="EZ-VSL / FNAC / SLAVC: the middle frame at native size (resized when "
+    # LVS's window and spectrogram, but the frame at native size and the track's own rate
+    _variant(
+        "lvs",
+        "ezvsl",
+        "EZ-VSL / FNAC / SLAVC: the middle frame at native size (resized when "
         "read), centre 3 s at the track's own rate, scipy STFT (nperseg 512, noverlap 274), "
         "log, /12",
+        image_size=None,
+        resize="none",
+        sample_rate=None,
     ),
 )
 PROFILES.add(
     "lvs-10s",
-    Profile(
-        name="lvs-10s",
-        frame_at="middle",
-        image_size=None,
-        resize="none",
-        interpolation="cubic",
+    _variant(
+        "ezvsl",
+        "lvs-10s",
+        "LVS's released test loader: the middle frame at native size, the first "
+        "10 s of the track (tiled when shorter) at its own rate, scipy STFT, log, /12",
         audio_seconds=10.0,
         audio_window="start",
-        sample_rate=None,
-        short_audio="tile-start",
-        spectrogram="lvs",
-        description="LVS's released test loader: the middle frame at native size, the first "
-        "10 s of the track (tiled when shorter) at its own rate, scipy STFT, log, /12",
     ),
 )
 

@@ -6,22 +6,13 @@ from pathlib import Path
 
 import click
 
-from avmodels.commands.evaluate import model_file_of
+from avmodels.commands.options import model_file_of, model_file_options
 from avmodels.engine.benchmark import SUITES
 from avmodels.metrics import PRESETS
 
 
 @click.command("benchmark", context_settings={"show_default": True})
-@click.option(
-    "--run",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="Run directory (uses best.pt, else final.pt).",
-)
-@click.option(
-    "--ckpt",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Model file (from training or `avmodels import`).",
-)
+@model_file_options
 @click.option(
     "--suite",
     default="all",

@@ -10,35 +10,18 @@ from pathlib import Path
 
 import click
 
-from avmodels.commands.options import preset_option
+from avmodels.commands.options import (
+    model_file_of,
+    model_file_options,
+    model_set_option,
+    preset_option,
+)
 from avmodels.metrics.sensitivity import PROBES
 from avprep.clikit import benchmark_option, no_progress_option, progress_wanted
 
 
-def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
-    from avprep.errors import ConfigError, InputError
-
-    if (run is None) == (ckpt is None):
-        raise ConfigError("give exactly one of --run RUN_DIR or --ckpt MODEL_FILE")
-    if ckpt is not None:
-        return ckpt
-    for name in ("best.pt", "final.pt"):
-        if (run / name).is_file():
-            return run / name
-    raise InputError(f"{run} has no best.pt or final.pt (has training finished?)")
-
-
 @click.command("eval", context_settings={"show_default": True})
-@click.option(
-    "--run",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="Run directory (uses best.pt, else final.pt).",
-)
-@click.option(
-    "--ckpt",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Model file (from training or `avmodels import`).",
-)
+@model_file_options
 @click.option("--data", multiple=True, required=True, help="Test store(s).")
 @benchmark_option(
     required=True,
@@ -80,13 +63,7 @@ def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
 )
 @click.option("--allow-missing", is_flag=True, help="Score annotated clips that have maps only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Change the model file's config, e.g. htf.legacy_flow=false (keys checked as in train).",
-)
+@model_set_option
 @click.option(
     "--video-ids",
     type=click.Path(exists=True, dir_okay=False),

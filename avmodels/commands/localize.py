@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from avmodels.commands.options import model_set_option
 from avprep.clikit import no_progress_option, progress_wanted
 
 
@@ -44,13 +45,7 @@ from avprep.clikit import no_progress_option, progress_wanted
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also save the raw map(s) as .npy.",
 )
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Change the model file's config, e.g. htf.legacy_flow=false (keys checked as in train).",
-)
+@model_set_option
 @no_progress_option
 def localize(ckpt, video, at, start, end, fps, out, alpha, device, save_map, sets) -> None:  # fmt: skip
     """Run a trained model on VIDEO and draw its localisation map over the frame.

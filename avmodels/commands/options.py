@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import click
 
 from avprep.clikit import choice_option
 
@@ -14,3 +17,42 @@ def preset_option(*decls: str, **kw: Any) -> Callable:
 
     kw.setdefault("help", "Metric preset.")
     return choice_option(*(decls or ("--preset",)), names=PRESETS.names(), **kw)
+
+
+def model_file_options(f: Callable) -> Callable:
+    """``--run RUN_DIR`` | ``--ckpt MODEL_FILE``: the model a command reads (:func:`model_file_of`)."""
+    f = click.option(
+        "--ckpt",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        help="Model file (from training or `avmodels import`).",
+    )(f)
+    return click.option(
+        "--run",
+        type=click.Path(file_okay=False, exists=True, path_type=Path),
+        help="Run directory (uses best.pt, else final.pt).",
+    )(f)
+
+
+def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
+    """The model file of :func:`model_file_options`: ``--ckpt``, or the run's best.pt, else final.pt."""
+    from avprep.errors import ConfigError, InputError
+
+    if (run is None) == (ckpt is None):
+        raise ConfigError("give exactly one of --run RUN_DIR or --ckpt MODEL_FILE")
+    if ckpt is not None:
+        return ckpt
+    for name in ("best.pt", "final.pt"):
+        if (run / name).is_file():
+            return run / name
+    raise InputError(f"{run} has no best.pt or final.pt (has training finished?)")
+
+
+def model_set_option(f: Callable) -> Callable:
+    """``--set KEY=VALUE`` (repeatable, as ``sets``): changes to a model file's config."""
+    return click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Change the model file's config, e.g. htf.legacy_flow=false (keys checked as in train).",
+    )(f)

@@ -11,6 +11,7 @@ its 3 s clips to 10 s; HTF to 3 s). ``data.spec_divisor`` divides the result
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,17 @@ class SpectrogramInput:
         self.source, self.name = source, name
         self.audio_seconds, self.divisor = audio_seconds, float(divisor)
 
+    @classmethod
+    def from_config(cls, data: Mapping[str, Any]) -> SpectrogramInput:
+        """The input a method's ``data`` section names (``spectrogram``, ``spectrogram_name``,
+        ``audio_seconds``, ``spec_divisor``)."""
+        return cls(
+            data["spectrogram"],
+            data["spectrogram_name"],
+            audio_seconds=data.get("audio_seconds"),
+            divisor=float(data.get("spec_divisor", 1.0)),
+        )
+
     def __call__(self, sample: dict[str, Any]) -> torch.Tensor:
         if self.source == "store":
             if sample.get("spectrogram") is None:
@@ -79,3 +91,33 @@ class SpectrogramInput:
         if self.audio_seconds:
             wave = tile_audio(wave, sr, self.audio_seconds)
         return np.asarray(compute(self.name, wave, sr), dtype=np.float32)
+
+
+class FrameSpectrogramSample:
+    """Store sample -> {clip_id, frame (3, S, S), spectrogram (1, F, T)}.
+
+    The per-sample transform of the two-stream methods: ``frame`` transforms the
+    stored frame, the spectrogram comes from :meth:`SpectrogramInput.from_config`,
+    and ``spec_aug`` (a callable on the (1, F, T) tensor, or None) runs on it
+    before the frame is transformed (the order of the random draws).
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        frame: Callable[[np.ndarray], torch.Tensor],
+        spec_aug: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        self.frame = frame
+        self.spec = SpectrogramInput.from_config(data)
+        self.spec_aug = spec_aug
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        spec = self.spec(sample)
+        if self.spec_aug is not None:
+            spec = self.spec_aug(spec)
+        return {
+            "clip_id": str(sample["clip_id"]),
+            "frame": self.frame(sample["frame"]),
+            "spectrogram": spec,
+        }

@@ -78,6 +78,8 @@ class Method(nn.Module, abc.ABC):
     inputs: ClassVar[tuple[str, ...]] = ("frame", "audio")
     profile: ClassVar[str] = ""  # the paper's avprep extraction profile (localize's fallback)
     smoke_overrides: ClassVar[dict[str, Any]] = {}
+    # (mean, std, shape) of the random spectrogram :meth:`smoke_sample` adds (None: none)
+    smoke_spectrogram: ClassVar[tuple[float, float, tuple[int, ...]] | None] = None
 
     def __init__(self, cfg: Mapping[str, Any]) -> None:
         super().__init__()
@@ -116,10 +118,12 @@ class Method(nn.Module, abc.ABC):
 
         The default gives a 256x256 RGB frame, 3 s of 16 kHz audio and a
         (2, 256, 256) flow; methods override it to add what they read (e.g.
-        a spectrogram of their front end).
+        a spectrogram of their front end); a method that sets
+        ``smoke_spectrogram`` gets a normal one of that mean, std and shape
+        (drawn from seed + 1).
         """
         rng = np.random.default_rng(seed)
-        return {
+        sample = {
             "clip_id": f"smoke{seed:04d}",
             "index": seed,
             "frame": rng.integers(0, 256, size=(256, 256, 3), dtype=np.uint8),
@@ -128,6 +132,11 @@ class Method(nn.Module, abc.ABC):
             "flow": rng.normal(size=(2, 256, 256)).astype(np.float32),
             "frame_time": 1.5,
         }
+        if self.smoke_spectrogram is not None:
+            mean, std, shape = self.smoke_spectrogram
+            spec = np.random.default_rng(seed + 1).normal(mean, std, size=shape)
+            sample["spectrogram"] = spec.astype(np.float32)
+        return sample
 
     def batch_to_device(self, batch: Batch, device: torch.device, channels_last: bool) -> Batch:
         """Move tensors to ``device`` (4-D float tensors in channels_last if asked)."""

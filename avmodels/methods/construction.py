@@ -3,10 +3,14 @@
 Shared by the methods (a method module never imports another method module):
 
 - :func:`merge_defaults` completes a partial config with a method's defaults;
-- :func:`stream_kwargs` / :func:`load_pretrained_vision`: the ``small``
-  backbone's size keys and ImageNet weights for a ResNet-18 vision stream;
-- :func:`strip_prefix` / :func:`load_mapped`: a DDP prefix removed, a
-  converted official state dict loaded strictly with a readable error;
+- :data:`SMALL_STREAM` / :func:`stream_kwargs` / :func:`load_pretrained_vision`:
+  the ``small`` backbone's size keys and ImageNet weights for a ResNet-18
+  vision stream; :func:`small_smoke_model` the tiny one of a smoke test;
+  :func:`positive_tau` checks ``loss.tau``;
+- :func:`strip_prefix` / :func:`load_mapped` / :func:`official_model`: a DDP
+  prefix removed, a converted official state dict loaded strictly with a
+  readable error into a model built for it;
+- :func:`avenet_streams`: the LVS family's two streams, re-initialised as theirs;
 - :func:`avenet_state_from_official`: the key layout of the LVS family's
   ``AVENet`` (LVS, SSL-TIE): ``imgnet.*`` and ``audnet.*`` ResNets that each
   hold three first convolutions (RGB ``conv1``, audio ``conv1_a``, a 6-channel
@@ -22,8 +26,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from avmodels.backbones.resnet import load_imagenet
-from avprep.errors import InputError
+from avmodels.backbones.resnet import build_stream, load_imagenet, lvs_init
+from avprep.errors import ConfigError, InputError
+
+# the ``small`` backbone's sizes (CPU runs at 64-128 px; the small audio stream has a
+# 4x patch stem first); ``resnet18`` ignores them
+SMALL_STREAM: dict[str, int] = {
+    "small_width": 32,
+    "small_channels": 128,
+    "small_stride": 8,
+    "small_audio_stride": 16,
+}
 
 
 def merge_defaults(defaults: Mapping[str, Any], cfg: Mapping[str, Any] | None) -> dict:
@@ -37,14 +50,28 @@ def merge_defaults(defaults: Mapping[str, Any], cfg: Mapping[str, Any] | None) -
     return out
 
 
+def small_smoke_model(**extra: Any) -> dict[str, Any]:
+    """The ``model`` patch of a ``smoke_overrides``: the small CNN, no pretrained weights."""
+    return {
+        "backbone": "small",
+        "pretrained": False,
+        "small_width": 8,
+        "small_channels": 32,
+        **extra,
+    }
+
+
 def stream_kwargs(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The ``small`` backbone's size keys (ignored by ``resnet18``)."""
-    return {
-        "small_width": int(model_cfg.get("small_width", 32)),
-        "small_channels": int(model_cfg.get("small_channels", 128)),
-        "small_stride": int(model_cfg.get("small_stride", 8)),
-        "small_audio_stride": int(model_cfg.get("small_audio_stride", 16)),
-    }
+    return {key: int(model_cfg.get(key, value)) for key, value in SMALL_STREAM.items()}
+
+
+def positive_tau(cfg: Mapping[str, Any]) -> float:
+    """``loss.tau`` of a config, which must be > 0."""
+    tau = float(cfg["loss"]["tau"])
+    if tau <= 0:
+        raise ConfigError("loss.tau must be > 0")
+    return tau
 
 
 def load_pretrained_vision(stream: nn.Module, model_cfg: Mapping[str, Any]) -> None:
@@ -61,6 +88,23 @@ def load_pretrained_vision(stream: nn.Module, model_cfg: Mapping[str, Any]) -> N
 
         path = imagenet_weights_path()
     load_imagenet(stream, path)
+
+
+def avenet_streams(model_cfg: Mapping[str, Any]) -> tuple[nn.Module, nn.Module]:
+    """The vision and audio streams of the LVS family's ``AVENet`` (LVS, SSL-TIE).
+
+    Layer4 stride 1 (224 px -> 14x14), a 1-channel max-pooled audio stream; every
+    conv and norm re-initialised after building (:func:`lvs_init`), then ImageNet
+    weights in the vision stream when ``model.pretrained`` is true.
+    """
+    kw = stream_kwargs(model_cfg)
+    backbone = model_cfg["backbone"]
+    vision = build_stream(backbone, in_channels=3, layer4_stride=1, **kw)
+    audio = build_stream(backbone, in_channels=1, layer4_stride=1, pool="max", **kw)
+    lvs_init(vision)
+    lvs_init(audio)
+    load_pretrained_vision(vision, model_cfg)
+    return vision, audio
 
 
 def strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -85,6 +129,24 @@ def load_mapped(model: nn.Module, mapped: Mapping[str, torch.Tensor], what: str)
             parts.append(f"{len(shapes)} of other shape (e.g. {k}: {tuple(mapped[k].shape)})")
         raise InputError(f"not a {what} checkpoint: " + "; ".join(parts))
     model.load_state_dict(dict(mapped), strict=True)
+
+
+def official_model(
+    cls: type[nn.Module],
+    mapped: Mapping[str, torch.Tensor],
+    cfg: Mapping[str, Any] | None,
+    over: Mapping[str, Any],
+    what: str,
+) -> Any:
+    """``cls`` built from ``cfg`` completed by ``over``, holding the converted weights ``mapped``."""
+    model = cls(merge_defaults(cfg or {}, over))
+    load_mapped(model, mapped, what)
+    return model
+
+
+def projection_dim(mapped: Mapping[str, torch.Tensor], key: str, default: int = 512) -> int:
+    """The output size of a converted checkpoint's projection ``key`` (``default`` without it)."""
+    return int(mapped[key].shape[0]) if key in mapped else default
 
 
 _AVENET_UNUSED_IMG = ("conv1_a.", "conv1_flow.", "fc.", "dim_mapping.")

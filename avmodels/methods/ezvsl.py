@@ -28,49 +28,24 @@ import torch
 import torch.nn.functional as F
 
 from avmodels.methods.base import METHODS, Batch, Method
-from avmodels.methods.construction import load_mapped, merge_defaults
+from avmodels.methods.construction import merge_defaults, positive_tau
 from avmodels.methods.mil import (
+    MIL_SMOKE_SPECTROGRAM,
     MilSample,
     ObjectSaliency,
     av_map,
     blend_with_saliency,
     gather_batch,
+    mil_data_defaults,
     mil_infonce,
-    mil_smoke_spectrogram,
+    mil_model_defaults,
+    mil_official_model,
+    mil_smoke,
     mil_state_from_official,
     mil_streams,
     projections,
 )
 from avprep.errors import ConfigError
-
-MIL_MODEL_DEFAULTS: dict[str, Any] = {
-    "backbone": "resnet18",  # or "small" for CPU runs at 64-128 px
-    "pretrained": True,  # ImageNet vision trunk (trained, not frozen)
-    "pretrained_path": None,  # torchvision resnet18 .pth (None: the weights cache)
-    "dim": 512,  # --out_dim
-    "small_width": 32,
-    "small_channels": 128,
-    "small_stride": 8,
-    "small_audio_stride": 16,
-}
-MIL_DATA_DEFAULTS: dict[str, Any] = {
-    "image_size": 224,
-    "spectrogram": "store",  # or "audio": computed on the fly
-    "spectrogram_name": "lvs",  # scipy STFT, log(S + 1e-7) / 12
-    "audio_seconds": 3.0,  # tiled to 3 s when shorter
-    "spec_divisor": 1.0,  # the "lvs" front end already divides by 12
-}
-MIL_SMOKE: dict[str, Any] = {
-    "model": {
-        "backbone": "small",
-        "pretrained": False,
-        "small_width": 8,
-        "small_channels": 32,
-        "dim": 16,
-    },
-    "data": {"image_size": 64},
-    "train": {"batch_size": 4},
-}
 
 
 @METHODS.register("ezvsl")
@@ -82,24 +57,23 @@ class Ezvsl(Method):
     inputs = ("frame", "spectrogram")
     profile = "ezvsl"
     defaults = {
-        "model": dict(MIL_MODEL_DEFAULTS),
-        "data": dict(MIL_DATA_DEFAULTS),
+        "model": mil_model_defaults(),
+        "data": mil_data_defaults(),
         "loss": {"tau": 0.03, "global_negatives": False},
         "eval_map": {"object_saliency": False, "alpha": 0.4, "saliency_weights": None},
         "optim": {"name": "adam", "lr": 1e-4, "weight_decay": 0.0, "scheduler": "constant"},
         "train": {"batch_size": 128, "epochs": 20},
         "eval": {"preset": "ezvsl"},
     }
-    smoke_overrides = MIL_SMOKE
+    smoke_overrides = mil_smoke()
+    smoke_spectrogram = MIL_SMOKE_SPECTROGRAM
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
         super().__init__(merge_defaults(self.defaults, cfg))
         m = self.cfg["model"]
         self.vision, self.audio = mil_streams(m)
         self.img_proj, self.aud_proj = projections(self.vision.out_channels, int(m["dim"]))
-        self.tau = float(self.cfg["loss"]["tau"])
-        if self.tau <= 0:
-            raise ConfigError("loss.tau must be > 0")
+        self.tau = positive_tau(self.cfg)
         ev = self.cfg["eval_map"]
         if not 0.0 <= float(ev["alpha"]) <= 1.0:
             raise ConfigError("eval_map.alpha must be in [0, 1]")
@@ -110,21 +84,11 @@ class Ezvsl(Method):
         cls, state: Mapping[str, torch.Tensor], cfg: Mapping[str, Any] | None = None
     ) -> Ezvsl:
         """A model holding the weights of an EZ-VSL ``best.pth`` ``model`` state dict."""
-        mapped = ezvsl_state_from_official(state)
-        dim = int(mapped["img_proj.weight"].shape[0]) if "img_proj.weight" in mapped else 512
-        over = {"model": {"backbone": "resnet18", "pretrained": False, "dim": dim}}
-        model = cls(merge_defaults(cfg or {}, over))
-        load_mapped(model, mapped, "EZ-VSL")
-        return model
+        return mil_official_model(cls, ezvsl_state_from_official(state), cfg, "EZ-VSL")
 
     # -- data --------------------------------------------------------------
     def sample_transform(self, train: bool) -> Callable[[dict[str, Any]], dict[str, Any]]:
         return MilSample(self.cfg, train)
-
-    def smoke_sample(self, seed: int) -> dict[str, Any]:
-        sample = super().smoke_sample(seed)
-        sample["spectrogram"] = mil_smoke_spectrogram(seed)
-        return sample
 
     # -- model -------------------------------------------------------------
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -37,34 +37,24 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from avmodels.methods.base import METHODS, Batch, Method
-from avmodels.methods.construction import load_mapped, merge_defaults
+from avmodels.methods.construction import merge_defaults, positive_tau
 from avmodels.methods.mil import (
+    MIL_SMOKE_SPECTROGRAM,
     MilSample,
     av_map,
     gather_batch,
+    mil_data_defaults,
+    mil_dropouts,
     mil_infonce,
-    mil_smoke_spectrogram,
+    mil_model_defaults,
+    mil_official_model,
+    mil_smoke,
     mil_state_from_official,
     mil_streams,
     projections,
 )
-from avprep.errors import ConfigError
-
-_MODEL = {
-    "backbone": "resnet18",  # or "small" for CPU runs at 64-128 px
-    "pretrained": True,  # ImageNet vision trunk (trained, not frozen)
-    "pretrained_path": None,
-    "dim": 512,
-    "dropout_img": 0.9,
-    "dropout_aud": 0.0,
-    "small_width": 32,
-    "small_channels": 128,
-    "small_stride": 8,
-    "small_audio_stride": 16,
-}
 
 
 class FnacSpecMask:
@@ -128,14 +118,8 @@ class Fnac(Method):
     inputs = ("frame", "spectrogram")
     profile = "ezvsl"
     defaults = {
-        "model": dict(_MODEL),
-        "data": {
-            "image_size": 224,
-            "spectrogram": "store",
-            "spectrogram_name": "lvs",
-            "audio_seconds": 3.0,
-            "spec_divisor": 1.0,
-        },
+        "model": mil_model_defaults(dropout_img=0.9, dropout_aud=0.0),
+        "data": mil_data_defaults(),
         "augment": {"spec_mask": True, "mask_width": 10},
         "loss": {
             "tau": 0.03,
@@ -150,30 +134,16 @@ class Fnac(Method):
         "train": {"batch_size": 256, "epochs": 30},
         "eval": {"preset": "ezvsl"},
     }
-    smoke_overrides = {
-        "model": {
-            "backbone": "small",
-            "pretrained": False,
-            "small_width": 8,
-            "small_channels": 32,
-            "dim": 16,
-            "dropout_img": 0.0,
-        },
-        "data": {"image_size": 64},
-        "loss": {"warmup_epochs": 0},
-        "train": {"batch_size": 4},
-    }
+    smoke_overrides = {**mil_smoke(dropout_img=0.0), "loss": {"warmup_epochs": 0}}
+    smoke_spectrogram = MIL_SMOKE_SPECTROGRAM
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
         super().__init__(merge_defaults(self.defaults, cfg))
         m = self.cfg["model"]
         self.vision, self.audio = mil_streams(m)
         self.img_proj, self.aud_proj = projections(self.vision.out_channels, int(m["dim"]))
-        self.img_dropout = nn.Dropout(p=float(m["dropout_img"]))
-        self.aud_dropout = nn.Dropout(p=float(m["dropout_aud"]))
-        self.tau = float(self.cfg["loss"]["tau"])
-        if self.tau <= 0:
-            raise ConfigError("loss.tau must be > 0")
+        self.img_dropout, self.aud_dropout = mil_dropouts(m)
+        self.tau = positive_tau(self.cfg)
         self.epoch = 0
 
     @classmethod
@@ -181,23 +151,13 @@ class Fnac(Method):
         cls, state: Mapping[str, torch.Tensor], cfg: Mapping[str, Any] | None = None
     ) -> Fnac:
         """A model holding the weights of an FNAC ``model`` state dict."""
-        mapped = fnac_state_from_official(state)
-        dim = int(mapped["img_proj.weight"].shape[0]) if "img_proj.weight" in mapped else 512
-        over = {"model": {"backbone": "resnet18", "pretrained": False, "dim": dim}}
-        model = cls(merge_defaults(cfg or {}, over))
-        load_mapped(model, mapped, "FNAC")
-        return model
+        return mil_official_model(cls, fnac_state_from_official(state), cfg, "FNAC")
 
     # -- data --------------------------------------------------------------
     def sample_transform(self, train: bool) -> Callable[[dict[str, Any]], dict[str, Any]]:
         aug = self.cfg["augment"]
         mask = FnacSpecMask(int(aug["mask_width"])) if aug["spec_mask"] else None
         return MilSample(self.cfg, train, spec_aug=mask)
-
-    def smoke_sample(self, seed: int) -> dict[str, Any]:
-        sample = super().smoke_sample(seed)
-        sample["spectrogram"] = mil_smoke_spectrogram(seed)
-        return sample
 
     # -- model -------------------------------------------------------------
     def on_epoch_start(self, epoch: int) -> None:

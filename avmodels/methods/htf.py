@@ -30,7 +30,6 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,13 +39,15 @@ from avmodels.methods.audio_input import SpectrogramInput
 from avmodels.methods.augment import FrameFlowCrop
 from avmodels.methods.base import METHODS, Batch, Method
 from avmodels.methods.construction import (
-    load_mapped,
+    SMALL_STREAM,
     load_pretrained_vision,
     merge_defaults,
+    official_model,
+    small_smoke_model,
     stream_kwargs,
     strip_prefix,
 )
-from avmodels.methods.trimap import TrimapConfig, trimap_loss
+from avmodels.methods.trimap import TrimapConfig, TrimapHead, trimap_loss_defaults
 from avprep.errors import ConfigError, InputError
 
 FLOWTYPES = ("cnn", "maxpool")
@@ -111,12 +112,7 @@ class HtfSample:
         self.pair = FrameFlowCrop(
             int(data["image_size"]), train=train, legacy=bool(cfg["htf"]["legacy_flow"])
         )
-        self.spec = SpectrogramInput(
-            data["spectrogram"],
-            data["spectrogram_name"],
-            audio_seconds=data.get("audio_seconds"),
-            divisor=float(data.get("spec_divisor", 1.0)),
-        )
+        self.spec = SpectrogramInput.from_config(data)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         frame, flow = self.pair(sample["frame"], sample["flow"])
@@ -129,7 +125,7 @@ class HtfSample:
 
 
 @METHODS.register("htf")
-class HearTheFlow(Method):
+class HearTheFlow(TrimapHead, Method):
     """ResNet-18 vision/audio/flow streams, flow attention, LVS tri-map loss."""
 
     name = "htf"
@@ -144,10 +140,7 @@ class HearTheFlow(Method):
             "freeze_vision": True,
             "vision_bn": "train",  # "eval": frozen vision BN statistics too
             "flowtype": "cnn",  # or "maxpool"
-            "small_width": 32,
-            "small_channels": 128,
-            "small_stride": 8,
-            "small_audio_stride": 16,  # the small audio stream (4x patch stem first)
+            **SMALL_STREAM,
         },
         "data": {
             "image_size": 224,
@@ -157,25 +150,16 @@ class HearTheFlow(Method):
             "spec_divisor": 1.0,  # the "htf" front end already divides by 12
         },
         "htf": {"legacy_flow": False},
-        "loss": {
-            "eps_pos": 0.65,
-            "eps_neg": 0.4,  # epsilon - epsilon_margin = 0.65 - 0.25
-            "tau": 0.03,
-            "temperature": 0.07,
-            "trimap": True,
-            "hard_negative": True,
-            "normaliser": "logspace",
-            "eps": 0.0,
-            "diagonal": "lvs",
-        },
+        "loss": trimap_loss_defaults(),  # eps_neg 0.4: epsilon - epsilon_margin = 0.65 - 0.25
         "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "constant"},
         "train": {"batch_size": 128, "epochs": 100},
     }
     smoke_overrides = {
-        "model": {"backbone": "small", "pretrained": False, "small_width": 8, "small_channels": 32},
+        "model": small_smoke_model(),
         "data": {"image_size": 64},
         "train": {"batch_size": 4},
     }
+    smoke_spectrogram = (-8, 2, (257, 276))
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
         super().__init__(merge_defaults(self.defaults, cfg))
@@ -211,9 +195,7 @@ class HearTheFlow(Method):
         over = {
             "model": {"backbone": "resnet18", "pretrained": False, "flowtype": htf_flowtype(mapped)}
         }
-        model = cls(merge_defaults(cfg or {}, over))
-        load_mapped(model, mapped, "Hear-The-Flow")
-        return model
+        return official_model(cls, mapped, cfg, over, "Hear-The-Flow")
 
     def train(self, mode: bool = True) -> HearTheFlow:
         super().train(mode)
@@ -224,12 +206,6 @@ class HearTheFlow(Method):
     # -- data --------------------------------------------------------------
     def sample_transform(self, train: bool) -> Callable[[dict[str, Any]], dict[str, Any]]:
         return HtfSample(self.cfg, train)
-
-    def smoke_sample(self, seed: int) -> dict[str, Any]:
-        sample = super().smoke_sample(seed)
-        rng = np.random.default_rng(seed + 1)
-        sample["spectrogram"] = rng.normal(-8, 2, size=(257, 276)).astype(np.float32)
-        return sample
 
     # -- model -------------------------------------------------------------
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,16 +219,3 @@ class HearTheFlow(Method):
             key = F.adaptive_max_pool2d(flow, img.shape[-2:])
         attended, _ = self.flowatt(img, key)
         return F.normalize(img + attended, dim=1), aud
-
-    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        img, aud = self.embed(batch)
-        return {"loss": trimap_loss(img, aud, self.loss_cfg).loss}
-
-    def localization_map(self, batch: Batch) -> torch.Tensor:
-        img, aud = self.embed(batch)
-        return torch.einsum("nchw,nc->nhw", img.float(), aud.float())
-
-    def evaluation_step(self, batch: Batch, with_loss: bool) -> tuple[torch.Tensor, dict | None]:
-        img, aud = self.embed(batch)
-        out = trimap_loss(img, aud, self.loss_cfg)
-        return out.cosine, ({"loss": out.loss} if with_loss else None)

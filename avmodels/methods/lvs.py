@@ -35,22 +35,21 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avmodels.backbones.resnet import build_stream, lvs_init
-from avmodels.methods.audio_input import SpectrogramInput
+from avmodels.methods.audio_input import FrameSpectrogramSample
 from avmodels.methods.augment import ResizeCenterCrop, ResizeRandomCropFlip
 from avmodels.methods.base import METHODS, Batch, Method
 from avmodels.methods.construction import (
+    SMALL_STREAM,
     avenet_state_from_official,
-    load_mapped,
-    load_pretrained_vision,
+    avenet_streams,
     merge_defaults,
-    stream_kwargs,
+    official_model,
+    small_smoke_model,
 )
-from avmodels.methods.trimap import TrimapConfig, trimap_loss
+from avmodels.methods.trimap import TrimapConfig, TrimapHead, trimap_loss_defaults
 from avprep.errors import ConfigError
 
 
@@ -59,31 +58,18 @@ def lvs_state_from_official(state: Mapping[str, torch.Tensor]) -> dict[str, torc
     return avenet_state_from_official(state, "LVS")
 
 
-class LvsSample:
+class LvsSample(FrameSpectrogramSample):
     """Store sample -> {clip_id, frame (3, S, S), spectrogram (1, 257, T)}."""
 
     def __init__(self, cfg: Mapping[str, Any], train: bool) -> None:
-        data = cfg["data"]
-        size = int(data["image_size"])
+        size = int(cfg["data"]["image_size"])
         augment = train and cfg["augment"]["image"] == "crop_flip"
-        self.frame = ResizeRandomCropFlip(size) if augment else ResizeCenterCrop(size)
-        self.spec = SpectrogramInput(
-            data["spectrogram"],
-            data["spectrogram_name"],
-            audio_seconds=data.get("audio_seconds"),
-            divisor=float(data.get("spec_divisor", 1.0)),
-        )
-
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "clip_id": str(sample["clip_id"]),
-            "frame": self.frame(sample["frame"]),
-            "spectrogram": self.spec(sample),
-        }
+        frame = ResizeRandomCropFlip(size) if augment else ResizeCenterCrop(size)
+        super().__init__(cfg["data"], frame)
 
 
 @METHODS.register("lvs")
-class Lvs(Method):
+class Lvs(TrimapHead, Method):
     """Two ResNet-18 streams (stride 16), the LVS tri-map contrastive loss."""
 
     name = "lvs"
@@ -95,10 +81,7 @@ class Lvs(Method):
             "backbone": "resnet18",  # or "small" for CPU runs at 64-128 px
             "pretrained": False,  # LVS's code re-initialises the vision net (see above)
             "pretrained_path": None,
-            "small_width": 32,
-            "small_channels": 128,
-            "small_stride": 8,
-            "small_audio_stride": 16,
+            **SMALL_STREAM,
         },
         "data": {
             "image_size": 224,
@@ -108,35 +91,22 @@ class Lvs(Method):
             "spec_divisor": 1.0,  # the "lvs" front end already divides by 12
         },
         "augment": {"image": "crop_flip"},  # or "none"
-        "loss": {
-            "eps_pos": 0.65,
-            "eps_neg": 0.4,
-            "tau": 0.03,
-            "temperature": 0.07,
-            "trimap": True,
-            "hard_negative": True,
-            "normaliser": "logspace",
-            "eps": 0.0,
-            "diagonal": "lvs",
-        },
+        "loss": trimap_loss_defaults(),
         "optim": {"name": "adam", "lr": 1e-4, "weight_decay": 0.0, "scheduler": "constant"},
         "train": {"batch_size": 128, "epochs": 100},
         "eval": {"preset": "lvs"},
     }
     smoke_overrides = {
-        "model": {"backbone": "small", "small_width": 8, "small_channels": 32},
+        "model": small_smoke_model(),  # pretrained is off by default too
         "data": {"image_size": 64},
         "train": {"batch_size": 4},
     }
+    smoke_spectrogram = (-0.8, 0.2, (257, 200))
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
         super().__init__(merge_defaults(self.defaults, cfg))
         m = self.cfg["model"]
-        kw = stream_kwargs(m)
-        self.vision = build_stream(m["backbone"], in_channels=3, layer4_stride=1, **kw)
-        self.audio = build_stream(m["backbone"], in_channels=1, layer4_stride=1, pool="max", **kw)
-        lvs_init(self)
-        load_pretrained_vision(self.vision, m)
+        self.vision, self.audio = avenet_streams(m)
         self.loss_cfg = TrimapConfig.from_dict(self.cfg["loss"])
         if self.cfg["augment"]["image"] not in ("crop_flip", "none"):
             raise ConfigError(
@@ -148,36 +118,15 @@ class Lvs(Method):
         cls, state: Mapping[str, torch.Tensor], cfg: Mapping[str, Any] | None = None
     ) -> Lvs:
         """A model holding the weights of LVS's released ``model_state_dict``."""
-        cfg = merge_defaults(cfg or {}, {"model": {"backbone": "resnet18", "pretrained": False}})
-        model = cls(cfg)
-        load_mapped(model, lvs_state_from_official(state), "LVS")
-        return model
+        over = {"model": {"backbone": "resnet18", "pretrained": False}}
+        return official_model(cls, lvs_state_from_official(state), cfg, over, "LVS")
 
     # -- data --------------------------------------------------------------
     def sample_transform(self, train: bool) -> Callable[[dict[str, Any]], dict[str, Any]]:
         return LvsSample(self.cfg, train)
-
-    def smoke_sample(self, seed: int) -> dict[str, Any]:
-        sample = super().smoke_sample(seed)
-        rng = np.random.default_rng(seed + 1)
-        sample["spectrogram"] = rng.normal(-0.8, 0.2, size=(257, 200)).astype(np.float32)
-        return sample
 
     # -- model -------------------------------------------------------------
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         img = F.normalize(self.vision(batch["frame"]), dim=1)
         aud = F.normalize(self.audio(batch["spectrogram"]), dim=1)
         return img, aud
-
-    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        img, aud = self.embed(batch)
-        return {"loss": trimap_loss(img, aud, self.loss_cfg).loss}
-
-    def localization_map(self, batch: Batch) -> torch.Tensor:
-        img, aud = self.embed(batch)
-        return torch.einsum("nchw,nc->nhw", img.float(), aud.float())
-
-    def evaluation_step(self, batch: Batch, with_loss: bool) -> tuple[torch.Tensor, dict | None]:
-        img, aud = self.embed(batch)
-        out = trimap_loss(img, aud, self.loss_cfg)
-        return out.cosine, ({"loss": out.loss} if with_loss else None)

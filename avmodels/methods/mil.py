@@ -33,17 +33,63 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from avmodels.backbones.resnet import build_stream, imagenet_weights_path, load_imagenet
-from avmodels.methods.audio_input import SpectrogramInput
+from avmodels.methods.audio_input import FrameSpectrogramSample
 from avmodels.methods.augment import ResizeRandomCropFlip, ResizeSquash
-from avmodels.methods.construction import load_pretrained_vision, stream_kwargs, strip_prefix
+from avmodels.methods.construction import (
+    SMALL_STREAM,
+    load_pretrained_vision,
+    official_model,
+    projection_dim,
+    small_smoke_model,
+    stream_kwargs,
+    strip_prefix,
+)
 from avprep.errors import InputError
+
+# -- configuration ---------------------------------------------------------------
+
+
+def mil_model_defaults(**extra: Any) -> dict[str, Any]:
+    """EZ-VSL's ``model`` section; ``extra`` (FNAC's dropouts, SLAVC's momenta) stands
+    before the small backbone's sizes."""
+    return {
+        "backbone": "resnet18",  # or "small" for CPU runs at 64-128 px
+        "pretrained": True,  # ImageNet vision trunk (trained, not frozen)
+        "pretrained_path": None,  # torchvision resnet18 .pth (None: the weights cache)
+        "dim": 512,  # --out_dim
+        **extra,
+        **SMALL_STREAM,
+    }
+
+
+def mil_data_defaults() -> dict[str, Any]:
+    """The family's ``data`` section: 224 px frames, 3 s of ``lvs`` spectrogram."""
+    return {
+        "image_size": 224,
+        "spectrogram": "store",  # or "audio": computed on the fly
+        "spectrogram_name": "lvs",  # scipy STFT, log(S + 1e-7) / 12
+        "audio_seconds": 3.0,  # tiled to 3 s when shorter
+        "spec_divisor": 1.0,  # the "lvs" front end already divides by 12
+    }
+
+
+def mil_smoke(**model_extra: Any) -> dict[str, Any]:
+    """The family's ``smoke_overrides`` (small CNN, 64 px, batch 4), ``model_extra`` added."""
+    return {
+        "model": small_smoke_model(dim=16, **model_extra),
+        "data": {"image_size": 64},
+        "train": {"batch_size": 4},
+    }
+
+
+# a random (257, 200) log-spectrogram / 12, the shape of 3 s at 16 kHz
+MIL_SMOKE_SPECTROGRAM = (-0.8, 0.2, (257, 200))
 
 # -- model -----------------------------------------------------------------------
 
@@ -58,6 +104,13 @@ def mil_init(module: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.normal_(m.weight, mean=1.0, std=0.02)
             nn.init.constant_(m.bias, 0.0)
+
+
+def mil_dropouts(model_cfg: Mapping[str, Any]) -> tuple[nn.Dropout, nn.Dropout]:
+    """FNAC's and SLAVC's dropouts of the visual map and of the audio vector."""
+    return nn.Dropout(p=float(model_cfg["dropout_img"])), nn.Dropout(
+        p=float(model_cfg["dropout_aud"])
+    )
 
 
 def mil_streams(model_cfg: Mapping[str, Any]) -> tuple[nn.Module, nn.Module]:
@@ -148,7 +201,7 @@ def mil_infonce(
 # -- data ------------------------------------------------------------------------
 
 
-class MilSample:
+class MilSample(FrameSpectrogramSample):
     """Store sample -> {clip_id, frame (3, S, S), spectrogram (1, 257, T)}.
 
     ``spec_aug`` (a callable on the (1, F, T) tensor) runs on training samples.
@@ -157,31 +210,9 @@ class MilSample:
     def __init__(
         self, cfg: Mapping[str, Any], train: bool, spec_aug: Callable | None = None
     ) -> None:
-        data = cfg["data"]
-        size = int(data["image_size"])
-        self.frame = ResizeRandomCropFlip(size) if train else ResizeSquash(size)
-        self.spec = SpectrogramInput(
-            data["spectrogram"],
-            data["spectrogram_name"],
-            audio_seconds=data.get("audio_seconds"),
-            divisor=float(data.get("spec_divisor", 1.0)),
-        )
-        self.spec_aug = spec_aug if train else None
-
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        spec = self.spec(sample)
-        if self.spec_aug is not None:
-            spec = self.spec_aug(spec)
-        return {
-            "clip_id": str(sample["clip_id"]),
-            "frame": self.frame(sample["frame"]),
-            "spectrogram": spec,
-        }
-
-
-def mil_smoke_spectrogram(seed: int) -> np.ndarray:
-    """A random (257, 200) log-spectrogram / 12, the shape of 3 s at 16 kHz."""
-    return np.random.default_rng(seed + 1).normal(-0.8, 0.2, size=(257, 200)).astype(np.float32)
+        size = int(cfg["data"]["image_size"])
+        frame = ResizeRandomCropFlip(size) if train else ResizeSquash(size)
+        super().__init__(cfg["data"], frame, spec_aug if train else None)
 
 
 # -- evaluation: EZ-VSL's object saliency ------------------------------------------
@@ -259,3 +290,16 @@ def mil_state_from_official(
             raise InputError(f"not an {what} state dict: unexpected key {key!r}")
         out[f"{table[top]}.{rest}"] = value
     return out
+
+
+def mil_official_model(
+    cls: type,
+    mapped: Mapping[str, torch.Tensor],
+    cfg: Mapping[str, Any] | None,
+    what: str,
+    projection: str = "img_proj",
+) -> Any:
+    """A ResNet-18 ``cls`` holding a converted checkpoint (``model.dim`` read from ``projection``)."""
+    dim = projection_dim(mapped, f"{projection}.weight")
+    over = {"model": {"backbone": "resnet18", "pretrained": False, "dim": dim}}
+    return official_model(cls, mapped, cfg, over, what)

@@ -45,7 +45,12 @@ from avmodels.backbones.resnet import build_stream
 from avmodels.methods.audio_input import SpectrogramInput
 from avmodels.methods.augment import ResizeSquash
 from avmodels.methods.base import METHODS, Batch, Method
-from avmodels.methods.construction import load_pretrained_vision, merge_defaults, stream_kwargs
+from avmodels.methods.construction import (
+    load_pretrained_vision,
+    merge_defaults,
+    small_smoke_model,
+    stream_kwargs,
+)
 from avmodels.methods.pseudo_labels import FALLBACKS, LabelLookup, OnlineKMeans
 from avprep.errors import ConfigError, InputError
 
@@ -170,12 +175,7 @@ class MsslSample:
         self.train = train
         self.frame = ResizeSquash(int(data["image_size"]))
         self.p_flip = float(cfg["augment"]["hflip"]) if train else 0.0
-        self.spec = SpectrogramInput(
-            data["spectrogram"],
-            data["spectrogram_name"],
-            audio_seconds=data.get("audio_seconds"),
-            divisor=float(data.get("spec_divisor", 1.0)),
-        )
+        self.spec = SpectrogramInput.from_config(data)
         peak = data["peak_normalize"]
         self.peak = peak == "both" or (peak == "test" and not train)
         self.labels = LabelLookup(
@@ -277,16 +277,11 @@ class MultiSource(Method):
         "train": {"batch_size": 16, "epochs": 20, "stage": 1},
     }
     smoke_overrides = {
-        "model": {
-            "backbone": "small",
-            "pretrained": False,
-            "small_width": 8,
-            "small_channels": 32,
-            "proj_hidden": 64,
-        },
+        "model": small_smoke_model(proj_hidden=64),
         "data": {"image_size": 64},
         "train": {"batch_size": 4},
     }
+    smoke_spectrogram = (-6, 3, (251, 64))
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
         super().__init__(merge_defaults(self.defaults, cfg))
@@ -395,12 +390,6 @@ class MultiSource(Method):
     # -- data --------------------------------------------------------------
     def sample_transform(self, train: bool) -> Callable[[dict[str, Any]], dict[str, Any]]:
         return MsslSample(self.cfg, train)
-
-    def smoke_sample(self, seed: int) -> dict[str, Any]:
-        sample = super().smoke_sample(seed)
-        rng = np.random.default_rng(seed + 1)
-        sample["spectrogram"] = rng.normal(-6, 3, size=(251, 64)).astype(np.float32)
-        return sample
 
     # -- model -------------------------------------------------------------
     def _encode(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -48,12 +48,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from avmodels.methods.base import METHODS, Batch, Method
-from avmodels.methods.construction import load_mapped, merge_defaults
+from avmodels.methods.construction import merge_defaults, positive_tau
 from avmodels.methods.mil import (
+    MIL_SMOKE_SPECTROGRAM,
     MilSample,
     gather_batch,
+    mil_data_defaults,
+    mil_dropouts,
     mil_init,
-    mil_smoke_spectrogram,
+    mil_model_defaults,
+    mil_official_model,
+    mil_smoke,
     mil_state_from_official,
     mil_streams,
 )
@@ -149,47 +154,20 @@ class Slavc(Method):
     inputs = ("frame", "spectrogram")
     profile = "ezvsl"
     defaults = {
-        "model": {
-            "backbone": "resnet18",
-            "pretrained": True,  # ImageNet vision trunk (online and momentum)
-            "pretrained_path": None,
-            "dim": 512,
-            "dropout_img": 0.9,
-            "dropout_aud": 0.0,
-            "momentum_img": 0.999,
-            "momentum_aud": 0.999,
-            "small_width": 32,
-            "small_channels": 128,
-            "small_stride": 8,
-            "small_audio_stride": 16,
-        },
-        "data": {
-            "image_size": 224,
-            "spectrogram": "store",
-            "spectrogram_name": "lvs",
-            "audio_seconds": 3.0,  # its extended test sets read 5 s: extract with audio_seconds=5
-            "spec_divisor": 1.0,
-        },
+        # ImageNet vision trunk (online and momentum)
+        "model": mil_model_defaults(
+            dropout_img=0.9, dropout_aud=0.0, momentum_img=0.999, momentum_aud=0.999
+        ),
+        # 3 s: its extended test sets read 5 s (extract with audio_seconds=5)
+        "data": mil_data_defaults(),
         "loss": {"tau": 0.03, "global_negatives": False},
         "eval_map": {"momentum": False},
         "optim": {"name": "adam", "lr": 1e-4, "weight_decay": 0.0, "scheduler": "constant"},
         "train": {"batch_size": 128, "epochs": 20},
         "eval": {"preset": "ezvsl"},
     }
-    smoke_overrides = {
-        "model": {
-            "backbone": "small",
-            "pretrained": False,
-            "small_width": 8,
-            "small_channels": 32,
-            "dim": 16,
-            "dropout_img": 0.0,
-            "momentum_img": 0.9,
-            "momentum_aud": 0.9,
-        },
-        "data": {"image_size": 64},
-        "train": {"batch_size": 4},
-    }
+    smoke_overrides = mil_smoke(dropout_img=0.0, momentum_img=0.9, momentum_aud=0.9)
+    smoke_spectrogram = MIL_SMOKE_SPECTROGRAM
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
         super().__init__(merge_defaults(self.defaults, cfg))
@@ -197,9 +175,7 @@ class Slavc(Method):
         for key in ("momentum_img", "momentum_aud"):
             if not 0.0 <= float(m[key]) <= 1.0:
                 raise ConfigError(f"model.{key} must be in [0, 1]")
-        self.tau = float(self.cfg["loss"]["tau"])
-        if self.tau <= 0:
-            raise ConfigError("loss.tau must be > 0")
+        self.tau = positive_tau(self.cfg)
         dim = int(m["dim"])
         self.vision, self.audio = mil_streams(m)
         c = self.vision.out_channels
@@ -207,8 +183,7 @@ class Slavc(Method):
         self.aud_proj1, self.aud_proj2 = nn.Linear(c, dim), nn.Linear(c, dim)
         for part in (self.img_proj1, self.aud_proj1, self.img_proj2, self.aud_proj2):
             mil_init(part)
-        self.img_dropout = nn.Dropout(p=float(m["dropout_img"]))
-        self.aud_dropout = nn.Dropout(p=float(m["dropout_aud"]))
+        self.img_dropout, self.aud_dropout = mil_dropouts(m)
         for name in _ONLINE:  # momentum copies: same weights, never given gradients
             twin = copy.deepcopy(getattr(self, name)).requires_grad_(False)
             setattr(self, f"momentum_{name}", twin)
@@ -219,11 +194,7 @@ class Slavc(Method):
     ) -> Slavc:
         """A model holding the weights of a SLAVC ``model`` state dict."""
         mapped = slavc_state_from_official(state)
-        dim = int(mapped["img_proj1.weight"].shape[0]) if "img_proj1.weight" in mapped else 512
-        over = {"model": {"backbone": "resnet18", "pretrained": False, "dim": dim}}
-        model = cls(merge_defaults(cfg or {}, over))
-        load_mapped(model, mapped, "SLAVC")
-        return model
+        return mil_official_model(cls, mapped, cfg, "SLAVC", projection="img_proj1")
 
     def param_groups(self) -> list[dict[str, Any]]:
         online = [p for n in _ONLINE for p in getattr(self, n).parameters() if p.requires_grad]
@@ -235,11 +206,6 @@ class Slavc(Method):
     # -- data --------------------------------------------------------------
     def sample_transform(self, train: bool) -> Callable[[dict[str, Any]], dict[str, Any]]:
         return MilSample(self.cfg, train)
-
-    def smoke_sample(self, seed: int) -> dict[str, Any]:
-        sample = super().smoke_sample(seed)
-        sample["spectrogram"] = mil_smoke_spectrogram(seed)
-        return sample
 
     # -- model -------------------------------------------------------------
     def features(self, batch: Batch, momentum: bool) -> tuple[torch.Tensor, ...]:

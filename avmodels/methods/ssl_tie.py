@@ -25,23 +25,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avmodels.backbones.resnet import build_stream, lvs_init
-from avmodels.methods.audio_input import SpectrogramInput
+from avmodels.methods.audio_input import FrameSpectrogramSample
 from avmodels.methods.augment import MocoV2, ResizeCenterCrop, SpecAugment
 from avmodels.methods.base import METHODS, Batch, Method
 from avmodels.methods.construction import (
+    SMALL_STREAM,
     avenet_state_from_official,
-    load_mapped,
-    load_pretrained_vision,
+    avenet_streams,
     merge_defaults,
-    stream_kwargs,
+    official_model,
+    small_smoke_model,
 )
 from avmodels.methods.equivariance import equivariance_loss, sample_equivariance
-from avmodels.methods.trimap import TrimapConfig, trimap_loss
+from avmodels.methods.trimap import TrimapConfig, TrimapHead, trimap_loss, trimap_loss_defaults
 from avprep.errors import ConfigError
 
 # SSL-TIE's AVENet adds three modules its loss and map never use.
@@ -53,43 +52,28 @@ def ssl_tie_state_from_official(state: Mapping[str, torch.Tensor]) -> dict[str, 
     return avenet_state_from_official(state, "SSL-TIE", _SSLTIE_UNUSED_TOP)
 
 
-class SslTieSample:
+class SslTieSample(FrameSpectrogramSample):
     """Store sample -> {clip_id, frame (3, S, S), spectrogram (1, F, T)}."""
 
     def __init__(self, cfg: Mapping[str, Any], train: bool) -> None:
         data, aug = cfg["data"], cfg["augment"]
         size = int(data["image_size"])
         if train and aug["image"] == "moco_v2":
-            self.frame = MocoV2(size, crop_scale=tuple(aug["crop_scale"]))
+            frame = MocoV2(size, crop_scale=tuple(aug["crop_scale"]))
         elif train and aug["image"] not in ("moco_v2", "none"):
             raise ConfigError(f"augment.image {aug['image']!r}; valid: moco_v2, none")
         else:
-            self.frame = ResizeCenterCrop(size)
-        self.spec = SpectrogramInput(
-            data["spectrogram"],
-            data["spectrogram_name"],
-            audio_seconds=data.get("audio_seconds"),
-            divisor=float(data.get("spec_divisor", 1.0)),
-        )
-        self.spec_aug = (
+            frame = ResizeCenterCrop(size)
+        spec_aug = (
             SpecAugment(aug["time_mask"], aug["freq_mask"], aug["spec_aug_p"], aug["spec_fill"])
             if train and aug["spec_aug"]
             else None
         )
-
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        spec = self.spec(sample)
-        if self.spec_aug is not None:
-            spec = self.spec_aug(spec)
-        return {
-            "clip_id": str(sample["clip_id"]),
-            "frame": self.frame(sample["frame"]),
-            "spectrogram": spec,
-        }
+        super().__init__(data, frame, spec_aug)
 
 
 @METHODS.register("ssl-tie")
-class SslTie(Method):
+class SslTie(TrimapHead, Method):
     """Two ResNet-18 streams, LVS tri-map loss, transformation equivariance."""
 
     name = "ssl-tie"
@@ -101,10 +85,7 @@ class SslTie(Method):
             "backbone": "resnet18",  # or "small" for CPU runs at 64-128 px
             "pretrained": False,  # SSL-TIE trains both streams from scratch
             "pretrained_path": None,  # torchvision resnet18 .pth (None: the weights cache)
-            "small_width": 32,
-            "small_channels": 128,
-            "small_stride": 8,
-            "small_audio_stride": 16,  # the small audio stream (4x patch stem first)
+            **SMALL_STREAM,
         },
         "data": {
             "image_size": 224,
@@ -113,17 +94,7 @@ class SslTie(Method):
             "audio_seconds": None,  # the "ssltie" front end tiles to 10 s itself
             "spec_divisor": 1.0,
         },
-        "loss": {
-            "eps_pos": 0.65,
-            "eps_neg": 0.4,
-            "tau": 0.03,
-            "temperature": 0.07,
-            "trimap": True,
-            "hard_negative": True,
-            "normaliser": "logspace",
-            "eps": 0.0,
-            "diagonal": "lvs",
-        },
+        "loss": trimap_loss_defaults(),
         "equivariance": {
             "weight": 1.0,
             "max_angle": 30,
@@ -145,21 +116,18 @@ class SslTie(Method):
         "train": {"batch_size": 32, "epochs": 100},
     }
     smoke_overrides = {
-        "model": {"backbone": "small", "small_width": 8, "small_channels": 32},
+        "model": small_smoke_model(),  # pretrained is off by default too
         "data": {"image_size": 64},
         "train": {"batch_size": 4},
         # one fixed T (half scale, no rotation or flip) so a fixed batch has a fixed loss
         "equivariance": {"max_angle": 0, "scales": [0.5], "hflip": False},
     }
+    smoke_spectrogram = (-40, 10, (1, 257, 200))
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
         super().__init__(merge_defaults(self.defaults, cfg))
         m = self.cfg["model"]
-        kw = stream_kwargs(m)
-        self.vision = build_stream(m["backbone"], in_channels=3, layer4_stride=1, **kw)
-        self.audio = build_stream(m["backbone"], in_channels=1, layer4_stride=1, pool="max", **kw)
-        lvs_init(self)  # SSL-TIE re-initialises every conv and norm after building
-        load_pretrained_vision(self.vision, m)
+        self.vision, self.audio = avenet_streams(m)  # re-initialised after building, as SSL-TIE
         self.loss_cfg = TrimapConfig.from_dict(self.cfg["loss"])
         eq = self.cfg["equivariance"]
         if eq["consistency"] not in ("mse", "l1"):
@@ -170,26 +138,21 @@ class SslTie(Method):
         cls, state: Mapping[str, torch.Tensor], cfg: Mapping[str, Any] | None = None
     ) -> SslTie:
         """A model holding the weights of an official SSL-TIE ``state_dict``."""
-        cfg = merge_defaults(cfg or {}, {"model": {"backbone": "resnet18", "pretrained": False}})
-        model = cls(cfg)
-        load_mapped(model, ssl_tie_state_from_official(state), "SSL-TIE")
-        return model
+        over = {"model": {"backbone": "resnet18", "pretrained": False}}
+        return official_model(cls, ssl_tie_state_from_official(state), cfg, over, "SSL-TIE")
 
     # -- data --------------------------------------------------------------
     def sample_transform(self, train: bool) -> Callable[[dict[str, Any]], dict[str, Any]]:
         return SslTieSample(self.cfg, train)
-
-    def smoke_sample(self, seed: int) -> dict[str, Any]:
-        sample = super().smoke_sample(seed)
-        rng = np.random.default_rng(seed + 1)
-        sample["spectrogram"] = rng.normal(-40, 10, size=(1, 257, 200)).astype(np.float32)
-        return sample
 
     # -- model -------------------------------------------------------------
     def embed(self, frame: torch.Tensor, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         img = F.normalize(self.vision(frame), dim=1)
         aud = F.normalize(self.audio(spec), dim=1)
         return img, aud
+
+    def pair(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.embed(batch["frame"], batch["spectrogram"])
 
     def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         frame, spec = batch["frame"], batch["spectrogram"]
@@ -217,12 +180,3 @@ class SslTie(Method):
             "loss_cl_t": out_t.loss.detach(),
             "loss_equi": loss_eq.detach(),
         }
-
-    def localization_map(self, batch: Batch) -> torch.Tensor:
-        img, aud = self.embed(batch["frame"], batch["spectrogram"])
-        return torch.einsum("nchw,nc->nhw", img.float(), aud.float())
-
-    def evaluation_step(self, batch: Batch, with_loss: bool) -> tuple[torch.Tensor, dict | None]:
-        img, aud = self.embed(batch["frame"], batch["spectrogram"])
-        out = trimap_loss(img, aud, self.loss_cfg)
-        return out.cosine, ({"loss": out.loss} if with_loss else None)

@@ -43,6 +43,7 @@ from torchvision import transforms
 
 from avmodels.backbones import vgg16, vggish
 from avmodels.methods.base import METHODS, Batch, CachedFeature, Method
+from avmodels.methods.construction import merge_defaults
 from avmodels.methods.pcm import PredictiveCoding
 from avprep.errors import ConfigError, InputError
 
@@ -76,7 +77,7 @@ def _spectrogram_of(sample: dict[str, Any]) -> np.ndarray:
     return spec
 
 
-class SpectrogramInput:
+class VggishCacheInput:
     """Picklable: store sample -> ``{"spectrogram": (N, 96, 64)}`` (for the VGGish cache)."""
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
@@ -281,7 +282,7 @@ class SSPL(Method):
                 name=EMBEDDING_KEY,
                 version=self._vggish_version,
                 inputs=("spectrogram",),
-                prepare=SpectrogramInput(),
+                prepare=VggishCacheInput(),
                 compute=self._embed_batch,
             )
         ]
@@ -390,19 +391,15 @@ class SSPLWithPCM(SSPL):
     """SSPL with the predictive coding module (the paper's full model)."""
 
     name = "sspl-pcm"
-    defaults: dict[str, Any] = {
-        "model": {**_MODEL_DEFAULTS, "pcm": True},
-        "optim": {
-            "name": "adamw",
-            "betas": [0.9, 0.999],
-            "weight_decay": 1e-4,
-            "lr_sound": 2e-5,
-            "lr_head": 5e-5,
-            "lr_pcm": 2e-5,
-            "scheduler": "constant",
+    # SSPL's, but with PCM, its own learning rates and 20 epochs
+    defaults: dict[str, Any] = merge_defaults(
+        SSPL.defaults,
+        {
+            "model": {"pcm": True},
+            "optim": {"lr_sound": 2e-5, "lr_head": 5e-5},
+            "train": {"epochs": 20},
         },
-        "train": {"epochs": 20, "batch_size": 128},
-    }
+    )
     smoke_overrides: dict[str, Any] = {
         "model": {"pretrained": False, "image_size": 96},
         "train": {"batch_size": 4},

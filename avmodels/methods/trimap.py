@@ -31,7 +31,8 @@ values where the originals are finite, no underflow, no epsilon.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -141,3 +142,39 @@ def trimap_loss(img: torch.Tensor, aud: torch.Tensor, cfg: TrimapConfig) -> Trim
         target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
         loss = F.cross_entropy(logits, target)
     return TrimapOutput(loss, logits, a_true)
+
+
+def trimap_loss_defaults() -> dict[str, Any]:
+    """The ``loss`` section of a tri-map method's defaults: LVS's values (:class:`TrimapConfig`)."""
+    return asdict(TrimapConfig())
+
+
+class TrimapHead:
+    """Training losses, maps and evaluation of a method trained with the tri-map loss.
+
+    A mixin for a :class:`~avmodels.methods.base.Method` that sets ``loss_cfg``
+    (a :class:`TrimapConfig`) and whose ``embed(batch)`` gives L2-normalised
+    visual maps (B, C, h, w) and audio vectors (B, C); a method whose ``embed``
+    takes other arguments overrides :meth:`pair`. The map is the true pair's
+    cosine map.
+    """
+
+    loss_cfg: TrimapConfig
+
+    def pair(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.embed(batch)  # type: ignore[attr-defined]
+
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        img, aud = self.pair(batch)
+        return {"loss": trimap_loss(img, aud, self.loss_cfg).loss}
+
+    def localization_map(self, batch: dict[str, Any]) -> torch.Tensor:
+        img, aud = self.pair(batch)
+        return torch.einsum("nchw,nc->nhw", img.float(), aud.float())
+
+    def evaluation_step(
+        self, batch: dict[str, Any], with_loss: bool
+    ) -> tuple[torch.Tensor, dict | None]:
+        img, aud = self.pair(batch)
+        out = trimap_loss(img, aud, self.loss_cfg)
+        return out.cosine, ({"loss": out.loss} if with_loss else None)

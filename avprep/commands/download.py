@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from avprep.clikit import backend_options
 from avprep.errors import DownloadError
 
 ID_DATASETS = ("vggsound", "flickr", "urls")
@@ -63,14 +64,7 @@ def _attach_urls(rows, urls_from: str):
     show_default=True,
     help="Parallel downloads (network-bound: more than the CPU count is fine).",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(["loky", "dask", "serial"]),
-    default="loky",
-    show_default=True,
-    help="Where the workers run.",
-)
-@click.option("--scheduler", default=None, help="Dask scheduler address (with --backend dask).")
+@backend_options()
 @click.option(
     "--section",
     type=float,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from avprep.clikit import backend_options
 from avprep.errors import MediaError
 from avprep.profiles import (
     AUDIO_WINDOWS,
@@ -15,7 +16,6 @@ from avprep.profiles import (
     SHORT_AUDIO,
     WINDOW_OUTSIDE,
 )
-from avprep.runner import BACKENDS
 from avprep.spectrogram import SPECTROGRAMS
 
 
@@ -53,14 +53,7 @@ def _sample_rate(value: str | None) -> int | str | None:
     "(ssltie -> ssltie-vggss-test, ssltie-flickr -> ssltie-flickr-test, htf -> htf-test).",
 )
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1), help="Workers.")
-@click.option(
-    "--backend",
-    default="loky",
-    show_default=True,
-    type=click.Choice(BACKENDS),
-    help="Where the workers run: loky (processes here), dask, serial (debugging).",
-)
-@click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786).")
+@backend_options()
 @click.option("--frame-at", default=None, help="middle | SECONDS | fps:N")
 @click.option(
     "--seek",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from avprep.clikit import no_progress_option
+from avprep.clikit import backend_options, no_progress_option
 from avprep.errors import InputError
 from avprep.store.layouts import layout_names
 
@@ -61,14 +61,7 @@ from avprep.store.layouts import layout_names
     default=None,
     help="Writer processes (default: one per shard, at most the CPU count).",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(["loky", "dask", "serial"]),
-    default="loky",
-    show_default=True,
-    help="Where the shard writers run.",
-)
-@click.option("--scheduler", default=None, help="Dask scheduler address (with --backend dask).")
+@backend_options("shard writers")
 @click.option(
     "--frames",
     type=click.Choice(["jpeg", "raw"]),

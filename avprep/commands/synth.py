@@ -6,7 +6,7 @@ import re
 
 import click
 
-from avprep.clikit import no_progress_option
+from avprep.clikit import backend_options, no_progress_option
 from avprep.errors import ConfigError, MediaError
 
 
@@ -68,9 +68,7 @@ def _range(text: str, option: str, cast=int) -> tuple:
 @click.option(
     "--jobs", "-j", type=click.IntRange(1), default=1, show_default=True, help="Parallel workers."
 )
-@click.option("--backend", type=click.Choice(["loky", "dask", "serial"]), default="loky",
-              show_default=True, help="Where the workers run.")  # fmt: skip
-@click.option("--scheduler", default=None, help="Dask scheduler address (backend dask).")
+@backend_options()
 @no_progress_option
 def synth(
     out: str,
