@@ -298,8 +298,12 @@ def ensure_feature_cache(
     device: torch.device,
     batch_size: int = 32,
     num_workers: int = 0,
+    progress: bool = True,
 ) -> Path:
-    """Compute ``spec`` (a :class:`CachedFeature`) for every row of ``dataset`` into ``path``."""
+    """Compute ``spec`` (a :class:`CachedFeature`) for every row of ``dataset`` into ``path``.
+
+    ``progress``: a bar on a terminal (``--no-progress`` turns it off; never in a log file).
+    """
     if _cache_is_valid(path, spec.version, ids):
         return path
     log.info("computing %s for %d clips -> %s", spec.name, len(ids), path)
@@ -321,7 +325,11 @@ def ensure_feature_cache(
             with torch.no_grad():
                 # disable=None: no bar when stderr is not a terminal (a log file)
                 bar = tqdm(
-                    loader, desc=f"cache {spec.name}", unit="batch", leave=False, disable=None
+                    loader,
+                    desc=f"cache {spec.name}",
+                    unit="batch",
+                    leave=False,
+                    disable=None if progress else True,
                 )
                 for batch in bar:
                     batch = {
@@ -356,6 +364,7 @@ def feature_tables(
     build: bool = True,
     batch_size: int = 32,
     num_workers: int = 0,
+    progress: bool = True,
 ) -> list[FeatureTable]:
     """Cache files of every spec for every source (built when ``build``), as tables."""
     tables = []
@@ -373,7 +382,9 @@ def feature_tables(
                     stored = _stored_modalities(ds)
                     wanted = [m for m in inputs if stored is None or m in stored]
                     src = open_dataset(sources.paths[k], modalities=wanted)
-                ensure_feature_cache(spec, src, ids, path, device, batch_size, num_workers)
+                ensure_feature_cache(
+                    spec, src, ids, path, device, batch_size, num_workers, progress=progress
+                )
             files.append(path)
         tables.append(FeatureTable(spec.name, files, sources.starts))
     return tables

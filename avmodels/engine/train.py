@@ -174,7 +174,7 @@ class _Data:
     input: str = "cpu"  # train.input resolved: where the training frames are finished
 
 
-def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv) -> _Data:
+def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv, progress: bool = True) -> _Data:
     specs = method.feature_caches()
     # the keyword only when caches exist: methods without caches may take no argument
     modalities = method.required_inputs(cached=True) if specs else method.required_inputs()
@@ -214,7 +214,8 @@ def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv) -> _Data:
         bs = int(cfg["data"]["cache_batch_size"])
         if env.is_main:
             workers = int(cfg["train"]["num_workers"])
-            feature_tables(specs, src, cache_dir, env.device, batch_size=bs, num_workers=workers)
+            feature_tables(specs, src, cache_dir, env.device, batch_size=bs,
+                           num_workers=workers, progress=progress)  # fmt: skip
         barrier(env)
         return feature_tables(specs, src, cache_dir, env.device, build=False)
 
@@ -291,7 +292,7 @@ def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) ->
         # run.json (with the notes) is written when the run folder is made (Trainer.run)
     if cfg["train"]["channels_last"]:
         method = method.to(memory_format=torch.channels_last)
-    data = _build_data(method, cfg, info, env)
+    data = _build_data(method, cfg, info, env, progress=req.progress)
     if env.is_main:
         log.info("validation: %s", data.source)
     trainer = Trainer(req, name, cfg, info, env, plan=plan, method=method, data=data, amp=amp)
