@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from avprep.errors import MediaError, ToolMissingError
@@ -172,3 +172,18 @@ def probe(path: str | os.PathLike, timeout: float = 60) -> MediaInfo:
         sample_rate=sample_rate,
         audio_channels=channels,
     )
+
+
+def stats_rows(path: str | os.PathLike) -> Iterator[list[str]]:
+    """The non-blank lines of an ``-stats_enc_pre`` file, split into fields."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.split()
+            if parts:
+                yield parts
+
+
+def pts_seconds(pts: str, timebase: str) -> float:
+    """``pts`` in ``num/den`` time-base units, in seconds (ValueError/ZeroDivisionError if malformed)."""
+    num, den = timebase.split("/")
+    return int(pts) * int(num) / int(den)

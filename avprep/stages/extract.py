@@ -322,16 +322,11 @@ def _cpu_seconds() -> float:
 def _read_times(path: str) -> list[float | None]:
     """Frame times (s) from ffmpeg's ``-stats_enc_pre`` lines ``<pts> <num>/<den>``."""
     times: list[float | None] = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            parts = line.split()
-            if not parts:
-                continue
-            try:
-                num, den = parts[1].split("/")
-                times.append(round(int(parts[0]) * int(num) / int(den), 6))
-            except (ValueError, IndexError, ZeroDivisionError):
-                times.append(None)
+    for parts in ffmpeg.stats_rows(path):
+        try:
+            times.append(round(ffmpeg.pts_seconds(parts[0], parts[1]), 6))
+        except (ValueError, IndexError, ZeroDivisionError):
+            times.append(None)
     return times
 
 

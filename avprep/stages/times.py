@@ -278,18 +278,13 @@ def decode_video(
 def _read_stats(path: str) -> list[tuple[int, float]]:
     """``{ni} {pts} {tb}`` lines: (decoded frame index, seconds)."""
     out: list[tuple[int, float]] = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            parts = line.split()
-            if not parts:
-                continue
-            try:
-                num, den = parts[2].split("/")
-                out.append((int(parts[0]), int(parts[1]) * int(num) / int(den)))
-            except (ValueError, IndexError, ZeroDivisionError):
-                raise MediaError(
-                    f"unexpected frame statistics from ffmpeg: {line.strip()!r}"
-                ) from None
+    for parts in ffmpeg.stats_rows(path):
+        try:
+            out.append((int(parts[0]), ffmpeg.pts_seconds(parts[1], parts[2])))
+        except (ValueError, IndexError, ZeroDivisionError):
+            raise MediaError(
+                f"unexpected frame statistics from ffmpeg: {' '.join(parts)!r}"
+            ) from None
     return out
 
 
