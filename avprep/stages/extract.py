@@ -32,21 +32,21 @@ import resource
 import shutil
 import tempfile
 import time
-from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from avprep import ffmpeg
-from avprep.atomic import TMP_PREFIX, cleanup_temps
+from avprep.atomic import TMP_PREFIX
+from avprep.clip import VIDEO_SUFFIXES, Clip, video_of
 from avprep.errors import ConfigError, HostileIdError, InputError, MediaError
 from avprep.ids import check_id
-from avprep.lock import folder_lock
 from avprep.manifest import FAILED, MANIFEST_NAME, OK, ClipRecord, Manifest, is_done
 from avprep.profiles import Profile, frame_at_value
-from avprep.runner import map_clips
 from avprep.spectrogram import compute as compute_spectrogram
+from avprep.stage import Stage, StageReport, Work, check_header, open_stage, run_stage
 from avprep.stages import audio as audio_stage
 from avprep.stages import flow as flow_stage
 from avprep.stages import frames as frame_stage
@@ -56,22 +56,13 @@ from avprep.stages.mediainfo import clip_info, mp4_cut_short
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".3gp", ".mpg", ".ts")
 # extra audio asked of ffmpeg so resampler rounding never leaves the window short
 _AUDIO_MARGIN = 0.05
 
 
-@dataclasses.dataclass(frozen=True)
-class ClipSource:
-    """One input video."""
-
-    clip_id: str
-    path: str
-
-
 # -- one clip -----------------------------------------------------------------
 def extract_clip(
-    source: ClipSource | str | os.PathLike,
+    source: Clip | str | os.PathLike,
     out_dir: str | os.PathLike,
     profile: Profile,
     *,
@@ -82,9 +73,9 @@ def extract_clip(
     Raises :class:`MediaError` (no audio/video stream, zero duration,
     undecodable) — :func:`run_extract` records those as failed clips.
     """
-    if not isinstance(source, ClipSource):
+    if not isinstance(source, Clip):
         p = Path(source)
-        source = ClipSource(clip_id or p.stem, os.fspath(p))
+        source = Clip(clip_id or p.stem, path=os.fspath(p))
     cid = check_id(source.clip_id)
     out = Path(out_dir)
     t_start = time.perf_counter()
@@ -339,8 +330,9 @@ def _nearest(times: list[float | None], t: float) -> int:
 
 
 # -- inputs -------------------------------------------------------------------
-def find_sources(in_path: str | os.PathLike) -> tuple[list[ClipSource], list[ClipRecord]]:
-    """The videos to extract, and failed records for inputs that cannot be used.
+def find_sources(in_path: str | os.PathLike) -> tuple[list[Clip], list[ClipRecord]]:
+    """The videos to extract (clips with a ``path``), and failed records for inputs that
+    cannot be used.
 
     ``in_path`` is a download folder with ``manifest.jsonl`` (its ``ok``
     clips), such a manifest file itself, or a folder of videos (the file stem
@@ -353,7 +345,7 @@ def find_sources(in_path: str | os.PathLike) -> tuple[list[ClipSource], list[Cli
         raise InputError(f"--in {p}: no such folder or manifest")
     if (p / MANIFEST_NAME).is_file():
         return _from_manifest(p / MANIFEST_NAME)
-    sources: list[ClipSource] = []
+    sources: list[Clip] = []
     rejected: list[ClipRecord] = []
     seen: set[str] = set()
     for f in sorted(p.iterdir()):
@@ -370,7 +362,7 @@ def find_sources(in_path: str | os.PathLike) -> tuple[list[ClipSource], list[Cli
             log.warning("%s: another file already has clip id %s; skipped", f.name, cid)
             continue
         seen.add(cid)
-        sources.append(ClipSource(cid, os.fspath(f)))
+        sources.append(Clip(cid, path=os.fspath(f)))
     if not sources and not rejected:
         raise InputError(f"--in {p}: no videos ({', '.join(VIDEO_SUFFIXES)}) and no manifest")
     return sources, rejected
@@ -380,57 +372,27 @@ def _safe_label(name: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:100] or "_"
 
 
-def _from_manifest(path: Path) -> tuple[list[ClipSource], list[ClipRecord]]:
+def _from_manifest(path: Path) -> tuple[list[Clip], list[ClipRecord]]:
+    """The ok clips of a download (or ingest, or synth) manifest, last record per clip."""
     root = path.parent
-    # The download manifest: last record per clip wins, torn lines are ignored.
-    last = {rec.clip_id: dataclasses.asdict(rec) for rec in Manifest(path).records()}
-    sources: list[ClipSource] = []
+    sources: list[Clip] = []
     rejected: list[ClipRecord] = []
-    for cid, d in last.items():
-        if d.get("status") != OK:
+    for rec in Manifest(path).records():
+        cid = rec.clip_id
+        if not rec.ok:
             continue
         try:
             check_id(cid)
         except HostileIdError as exc:
             rejected.append(ClipRecord(clip_id=_safe_label(cid), status=FAILED, error=str(exc)))
             continue
-        video = _video_path(root, cid, d)
+        video = video_of(root, cid, rec.outputs if isinstance(rec.outputs, dict) else {})
         if video is None:
-            rejected.append(
-                ClipRecord(
-                    clip_id=cid, status=FAILED, error=f"{cid}: downloaded file not found in {root}"
-                )
-            )
+            error = f"{cid}: downloaded file not found in {root}"
+            rejected.append(ClipRecord(clip_id=cid, status=FAILED, error=error))
             continue
-        sources.append(ClipSource(cid, os.fspath(video)))
+        sources.append(Clip(cid, path=os.fspath(video)))
     return sources, rejected
-
-
-def _video_path(root: Path, cid: str, d: dict) -> Path | None:
-    outputs = d.get("outputs") if isinstance(d.get("outputs"), dict) else {}
-    meta = d.get("meta") if isinstance(d.get("meta"), dict) else {}
-    for cand in (
-        d.get("path"),
-        outputs.get("path"),
-        outputs.get("video"),
-        outputs.get("file"),
-        meta.get("path"),
-    ):
-        if isinstance(cand, str) and cand:
-            q = Path(cand)
-            q = q if q.is_absolute() else root / q
-            # the path must stay inside the download folder
-            try:
-                q.resolve().relative_to(root.resolve())
-            except ValueError:
-                continue
-            if q.is_file():
-                return q
-    for suffix in VIDEO_SUFFIXES:
-        q = root / f"{cid}{suffix}"
-        if q.is_file():
-            return q
-    return None
 
 
 # -- many clips ---------------------------------------------------------------
@@ -462,15 +424,17 @@ class ExtractSummary:
         return "\n".join(lines)
 
 
-class _ExtractOne:
-    """Picklable worker: extract one :class:`ClipSource` (loky and Dask ship it)."""
+@dataclasses.dataclass(frozen=True)
+class ExtractConfig:
+    """What every clip of a run shares: the output folder and the profile."""
 
-    def __init__(self, out_dir: str, profile: Profile) -> None:
-        self.out_dir = out_dir
-        self.profile = profile
+    out: str
+    profile: Profile
 
-    def __call__(self, source: ClipSource) -> ClipRecord:
-        return extract_clip(source, self.out_dir, self.profile)
+
+def extract_step(clip: Clip, cfg: ExtractConfig) -> ClipRecord:
+    """The stage's per-clip step (:func:`extract_clip` on the clip's video)."""
+    return extract_clip(clip, cfg.out, cfg.profile)
 
 
 def tool_versions() -> dict[str, str]:
@@ -488,30 +452,34 @@ def tool_versions() -> dict[str, str]:
     }
 
 
-def run_extract(
-    in_path: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    profile: Profile,
-    **kw: Any,
-) -> ExtractSummary:
-    """Extract every clip of ``in_path`` into ``out_dir``; resume what is done.
+def _mismatch(out: Path, diff: list[str], old: Mapping[str, Any]) -> str:
+    return (
+        f"{out} was extracted with other parameters ({', '.join(diff)} differ: "
+        f"{ {k: old.get(k) for k in diff} }); use another --out or the same options"
+    )
 
-    The manifest header records ``profile`` and ``profile_params``; a rerun
-    with different parameters into the same folder is refused (its files
-    would mix two preprocessings). One run per folder at a time: the folder's
-    lock (``OUT/.extract.lock``) is taken before the header is read. Options
-    (``jobs``, ``backend``, ``scheduler``, ``limit``, ``progress``, ``times``): see
-    :func:`_run_extract_locked`.
-    """
+
+def extract_stage(out_dir: str | os.PathLike, profile: Profile) -> Stage:
+    """The extract stage's declaration: the profile's parameters are the folder's
+    (a rerun with others is refused); temporaries swept in OUT and its file folders."""
     out = Path(out_dir)
-    with folder_lock(out, "extract"):
-        swept = cleanup_temps(out, dirs=True)  # what a killed run left in OUT itself
-        if swept:
-            log.info("removed %d temporary entries left by an interrupted run", swept)
-        return _run_extract_locked(in_path, out_dir, profile, **kw)
+    files = ("frames", "audio", "flow", "flow/flow_x", "flow/flow_y")
+    if profile.spectrogram:
+        files += (f"spectrograms/{profile.spectrogram}",)
+    params = json.loads(json.dumps(profile.params()))
+    return Stage(
+        name="extract",
+        step=extract_step,
+        config=ExtractConfig(os.fspath(out), profile),
+        out=out,
+        header={"profile": profile.name, "profile_params": params, "tools": tool_versions()},
+        params_key="profile_params",
+        mismatch=_mismatch,
+        sweep=(("", True), *((sub, False) for sub in files)),
+    )
 
 
-def _run_extract_locked(
+def run_extract(
     in_path: str | os.PathLike,
     out_dir: str | os.PathLike,
     profile: Profile,
@@ -523,102 +491,68 @@ def _run_extract_locked(
     progress: bool = True,
     times: str | os.PathLike | None = None,
 ) -> ExtractSummary:
-    """The body of :func:`run_extract`, under the folder lock.
+    """Extract every clip of ``in_path`` into ``out_dir``; resume what is done.
 
-    ``times``: a CSV of clips at annotated times/frames of the videos
-    (:mod:`avprep.stages.times`, one decode per video).
+    The manifest header records ``profile`` and ``profile_params``; a rerun
+    with different parameters into the same folder is refused (its files
+    would mix two preprocessings). One run per folder at a time: the folder's
+    lock (``OUT/.extract.lock``) is taken before the header is read
+    (:func:`avprep.stage.run_stage`). ``times``: a CSV of clips at annotated
+    times/frames of the videos (:mod:`avprep.stages.times`, one decode per video).
     """
     t0 = time.perf_counter()
-    timed = None
+    if limit is not None and limit < 0:
+        limit_error = ConfigError(f"--limit must be >= 0, got {limit}")
+    else:
+        limit_error = None
+    stage = extract_stage(out_dir, profile)
     if times is not None:
-        from avprep.stages.times import read_times
+        return _run_times(in_path, stage, profile, times, limit, limit_error, t0, jobs=jobs,
+                          backend=backend, scheduler=scheduler, progress=progress)  # fmt: skip
 
+    def select(manifest: Manifest | None) -> Work:
+        sources, rejected = find_sources(in_path)
+        if limit_error is not None:
+            raise limit_error
+        return Work(sources[:limit] if limit is not None else sources, rejected)
+
+    run: StageReport = run_stage(
+        stage, select, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress
+    )
+    return ExtractSummary(
+        total=len(run.items) + len(run.rejected),
+        already_done=run.already_done,
+        ok=run.ok,
+        failed=run.failed,
+        seconds=time.perf_counter() - t0,
+        reasons=run.reasons(),
+        out_dir=os.fspath(stage.out),
+    )
+
+
+def _run_times(in_path, stage, profile, times, limit, limit_error, t0, **kw) -> ExtractSummary:
+    """``--times``: clips at annotated times, one decode per source video (the unit of
+    work is a video, so :mod:`avprep.stages.times` maps; the folder is the stage's)."""
+    from avprep.stages.times import read_times, run_times
+
+    with open_stage(stage) as folder:
         if frame_at_value(profile.frame_at)[0] == "fps":
             raise ConfigError(
                 "--times takes one annotated frame a clip; --frame-at fps:N does not apply"
             )
         timed = read_times(times)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sources, rejected = find_sources(in_path)
-    if limit is not None:
-        if limit < 0:
-            raise ConfigError(f"--limit must be >= 0, got {limit}")
-        if timed is not None:
+        sources, rejected = find_sources(in_path)
+        if limit_error is not None:
+            raise limit_error
+        if limit is not None:
             timed = timed[:limit]
-        else:
-            sources = sources[:limit]
-    manifest = Manifest(out / MANIFEST_NAME)
-    params = json.loads(json.dumps(profile.params()))
-    old = manifest.header.get("profile_params")
-    if old is not None and old != params:
-        diff = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
-        raise ConfigError(
-            f"{out} was extracted with other parameters ({', '.join(diff)} differ: "
-            f"{ {k: old.get(k) for k in diff} }); use another --out or the same options"
+        check_header(stage, folder.manifest)
+        for rec in rejected:
+            log.warning("%s", rec.error)
+        videos = {s.clip_id: s.path for s in sources}
+        counts, reasons, already = run_times(
+            videos, timed, folder.manifest, stage.out, profile, is_done=is_done, **kw
         )
-    if old is None:
-        manifest.write_header(profile=profile.name, profile_params=params, tools=tool_versions())
-    for sub in ("frames", "audio", "flow", "flow/flow_x", "flow/flow_y"):
-        if (out / sub).is_dir():
-            cleanup_temps(out / sub)
-    if profile.spectrogram and (out / "spectrograms" / profile.spectrogram).is_dir():
-        cleanup_temps(out / "spectrograms" / profile.spectrogram)
-
-    if timed is not None:
-        return _run_times(timed, sources, rejected, manifest, out, profile, t0, jobs=jobs,
-                          backend=backend, scheduler=scheduler, progress=progress)  # fmt: skip
-    for rec in rejected:
-        if not is_done(manifest.get(rec.clip_id), out):
-            manifest.append(rec)
-    todo = [s for s in sources if not is_done(manifest.get(s.clip_id), out)]
-    already = len(sources) - len(todo)
-    log.info("extract: %d clip(s), %d already done, %d to do", len(sources), already, len(todo))
-    counts: Counter = Counter()
-    reasons: Counter = Counter()
-    worker = _ExtractOne(os.fspath(out), profile)
-    for rec in map_clips(
-        worker,
-        todo,
-        jobs=jobs,
-        backend=backend,
-        scheduler=scheduler,
-        manifest=manifest,
-        desc="extract",
-        progress=progress,
-    ):
-        counts[rec.status] += 1
-        if not rec.ok and rec.error:
-            reasons[_reason(rec.error)] += 1
-    for rec in rejected:
-        reasons[_reason(rec.error or "")] += 1
-    return ExtractSummary(
-        total=len(sources) + len(rejected),
-        already_done=already,
-        ok=counts[OK],
-        failed=counts[FAILED] + len(rejected),
-        seconds=time.perf_counter() - t0,
-        reasons=reasons.most_common(5),
-        out_dir=os.fspath(out),
-    )
-
-
-def _reason(error: str) -> str:
-    # "<clip id>: reason" -> "reason", so the same failure groups across clips
-    head, sep, tail = error.partition(": ")
-    return tail if sep and " " not in head else error
-
-
-def _run_times(timed, sources, rejected, manifest, out, profile, t0, **kw) -> ExtractSummary:
-    """``--times``: clips at annotated times, one decode per source video."""
-    from avprep.stages.times import run_times
-
-    for rec in rejected:
-        log.warning("%s", rec.error)
-    videos = {s.clip_id: s.path for s in sources}
-    counts, reasons, already = run_times(
-        videos, timed, manifest, out, profile, is_done=is_done, **kw
-    )
     return ExtractSummary(
         total=len(timed),
         already_done=already,
@@ -626,5 +560,5 @@ def _run_times(timed, sources, rejected, manifest, out, profile, t0, **kw) -> Ex
         failed=counts[FAILED],
         seconds=time.perf_counter() - t0,
         reasons=reasons.most_common(5),
-        out_dir=os.fspath(out),
+        out_dir=os.fspath(stage.out),
     )
