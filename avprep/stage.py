@@ -109,6 +109,9 @@ class Work:
 
     items: Sequence[Any]
     rejected: list[ClipRecord] = dataclasses.field(default_factory=list)
+    #: the steps' config when it is known only once the inputs are read (pack: the
+    #: layout, made from the selected clips); None: the stage's own
+    config: Any = None
 
 
 @dataclasses.dataclass
@@ -274,7 +277,7 @@ def run_stage(
             try:
                 records.extend(
                     map_clips(
-                        _Bound(stage.step, stage.config),
+                        _Bound(stage.step, stage.config if work.config is None else work.config),
                         todo,
                         jobs=max(1, min(jobs, len(todo))),  # no idle worker processes to start
                         backend=backend,
