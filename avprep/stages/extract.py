@@ -78,124 +78,61 @@ def extract_clip(
         source = Clip(clip_id or p.stem, path=os.fspath(p))
     cid = check_id(source.clip_id)
     out = Path(out_dir)
-    t_start = time.perf_counter()
-    cpu_start = _cpu_seconds()
+    clock = _Clock()
     info = clip_info(source.path)
+    _check_media(cid, source.path, info)
     media = info.media
-    cut = mp4_cut_short(source.path) if info.via == "mp4" else None
-    if cut:
-        raise MediaError(f"{cid}: {cut} (declared {media.duration or 0:.2f} s); re-download it")
-    if not media.duration or media.duration <= 0:
-        raise MediaError(f"{cid}: zero duration (nothing to extract)")
-    if not media.has_video:
-        raise MediaError(f"{cid}: no video stream")
-    if not media.has_audio:
-        raise MediaError(f"{cid}: no audio stream")
-
-    kind, fps_n = frame_at_value(profile.frame_at)
-    need_next = profile.flow is not None
-    video_duration = info.video_duration or media.duration
-    t_frame = frame_stage.frame_time(profile, video_duration, media.fps, need_next)
-    rate = profile.sample_rate or media.sample_rate
-    if not rate:
-        raise MediaError(f"{cid}: the audio sample rate is unknown; pass --sample-rate")
-    rate = int(rate)
-    window = _known_window(profile, info, rate, t_frame)
-    a_start = window.start_seconds if window is not None else 0.0
-    whole = window is None or window.whole
-    plan = _Plan(
-        kind=kind,
-        fps_n=fps_n,
-        t_frame=t_frame,
-        # start 1.5 frames early: the frame shown at t_frame may start before it
-        t_seek=max(0.0, t_frame - 1.5 / (media.fps or 25.0)),
-        n_frames=2 + int(need_next),
-        keyframe=profile.seek == "keyframe",
-        a_start=a_start,
-        a_seconds=None if whole else profile.audio_seconds + _AUDIO_MARGIN,
-        rate=int(rate),
-    )
+    plan, window = _plan_pass(cid, profile, info)
     frames, times, raw = _decode(source.path, plan, cid, out)
-    key_index = 0
-    if kind == "fps":
-        key_index = _nearest(times, video_duration / 2.0)
-    elif not plan.keyframe:
-        found = frame_stage.shown_at(times, t_frame)
-        if found is None and plan.t_seek > 0:
-            # variable frame rate: the frame shown at t_frame starts earlier still
-            wide = dataclasses.replace(plan, t_seek=max(0.0, t_frame - 2.0), n_frames=None)
-            frames, times, raw = _decode(source.path, wide, cid, out)
-            found = frame_stage.shown_at(times, t_frame)
-        key_index = found or 0
+    frames, times, raw, key_index = _key_frame(source.path, plan, cid, out, frames, times, raw)
     if window is None:
         # no edit list told the decoded length: the whole track was decoded, count it
-        signal = SignalFacts(samples=int(raw.size), rate=rate, source="decoded")
-        window = plan_window(profile.audio_window, profile.audio_seconds, signal, t_frame)
+        signal = SignalFacts(samples=int(raw.size), rate=plan.rate, source="decoded")
+        window = plan_window(profile.audio_window, profile.audio_seconds, signal, plan.t_frame)
         end = None if window.take is None else window.start + window.take
         raw = raw[window.start : end]
-        a_start = window.start_seconds
-    t_decoded = time.perf_counter()
+    clock.lap("decode")
     # check everything before writing anything, so a failed clip leaves no files
     if not frames:
-        raise MediaError(f"{cid}: no video frame could be decoded at {t_frame:.3f} s")
+        raise MediaError(f"{cid}: no video frame could be decoded at {plan.t_frame:.3f} s")
     if raw.size == 0:
         raise MediaError(f"{cid}: the audio stream decoded to no samples")
-    if profile.flow and kind != "fps" and key_index + 1 >= len(frames):
+    if profile.flow and plan.kind != "fps" and key_index + 1 >= len(frames):
         raise MediaError(f"{cid}: no frame after the key frame, so no optical flow")
 
     outputs: dict[str, str] = {}
     meta: dict[str, Any] = {}
-    next_time = times[key_index + 1] if key_index + 1 < len(times) else None
-    nxt = frames[key_index + 1] if key_index + 1 < len(frames) and kind != "fps" else None
-    key, key_time = frames[key_index], times[key_index]
-    if kind == "fps":
-        sub = f"frames/{cid}"
-        for i, rgb in enumerate(frames):
-            frame_stage.write_jpeg(
-                out / sub / f"{i:04d}.jpg", frame_stage.resize(rgb, profile), profile.jpeg_quality
-            )
-        outputs["frames"] = sub
-        meta["frame_times"] = times
-    src_h, src_w = key.shape[:2]
-    key_small = frame_stage.resize(key, profile)
-    frame_stage.write_jpeg(out / "frames" / f"{cid}.jpg", key_small, profile.jpeg_quality)
-    outputs["frame"] = f"frames/{cid}.jpg"
-    t_frames = time.perf_counter()
-
+    key_small = _write_frames(out, cid, profile, plan, frames, times, key_index, outputs, meta)
+    clock.lap("frames")
+    nxt = frames[key_index + 1] if key_index + 1 < len(frames) and plan.kind != "fps" else None
     if profile.flow and nxt is not None:
-        flow = flow_stage.compute_flow(profile.flow, key_small, frame_stage.resize(nxt, profile))
-        write_npy(out / "flow" / f"{cid}.npy", flow_stage.to_stored(flow))
-        outputs["flow"] = f"flow/{cid}.npy"
-        if profile.flow_legacy_htf:
-            flow_stage.write_legacy_htf(out / "flow", cid, flow)
-            outputs["flow_legacy_x"] = f"flow/flow_x/{cid}.jpg"
-            outputs["flow_legacy_y"] = f"flow/flow_y/{cid}.jpg"
-    t_flow = time.perf_counter()
-
-    window_source = "edit-list" if info.audio_signal_duration is not None else "decoded"
-    n = int(round(profile.audio_seconds * rate))
+        _write_flow(out, cid, profile, key_small, nxt, outputs)
+    clock.lap("flow")
+    n = int(round(profile.audio_seconds * plan.rate))
     samples = audio_stage.fit_length(raw, n, profile.short_audio)
-    audio_stage.write_wav(out / "audio" / f"{cid}.wav", samples, rate)
+    audio_stage.write_wav(out / "audio" / f"{cid}.wav", samples, plan.rate)
     outputs["audio"] = f"audio/{cid}.wav"
-    t_audio = time.perf_counter()
-
+    clock.lap("audio")
     if profile.spectrogram:
-        spec = compute_spectrogram(profile.spectrogram, samples, rate)
+        spec = compute_spectrogram(profile.spectrogram, samples, plan.rate)
         write_npy(out / "spectrograms" / profile.spectrogram / f"{cid}.npy", spec)
         outputs["spectrogram"] = f"spectrograms/{profile.spectrogram}/{cid}.npy"
         meta["spectrogram_shape"] = list(spec.shape)
-    t_spec = time.perf_counter()
+    clock.lap("spectrogram")
 
+    src_h, src_w = frames[key_index].shape[:2]
     meta.update(
         {
-            "frame_time": key_time,
-            "next_frame_time": next_time,
-            "audio_start": round(a_start, 6),
+            "frame_time": times[key_index],
+            "next_frame_time": times[key_index + 1] if key_index + 1 < len(times) else None,
+            "audio_start": round(window.start_seconds, 6),
             # the window's first sample in the decoded signal, and where its length came from
             "audio_start_sample": int(window.start),
-            "audio_signal_source": window_source,
+            "audio_signal_source": (
+                "edit-list" if info.audio_signal_duration is not None else "decoded"
+            ),
             "audio_seconds": profile.audio_seconds,
-            "sample_rate": int(rate),
+            "sample_rate": int(plan.rate),
             "width": int(key_small.shape[1]),
             "height": int(key_small.shape[0]),
             "src_width": int(src_w),
@@ -205,18 +142,113 @@ def extract_clip(
             "source": os.fspath(source.path),
             "rotation": media.rotation,
             "audio_short": bool(raw.size < n),
-            "timings": {
-                "decode": round(t_decoded - t_start, 5),
-                "frames": round(t_frames - t_decoded, 5),
-                "flow": round(t_flow - t_frames, 5),
-                "audio": round(t_audio - t_flow, 5),
-                "spectrogram": round(t_spec - t_audio, 5),
-                # CPU of this process and its finished children (ffmpeg) for the clip
-                "cpu": round(_cpu_seconds() - cpu_start, 5),
-            },
+            "timings": clock.timings(),
         }
     )
     return ClipRecord(clip_id=cid, status=OK, outputs=outputs, meta=meta)
+
+
+class _Clock:
+    """Seconds per part of one clip's extraction, and the CPU it took (with ffmpeg's)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.cpu = _cpu_seconds()
+        self.parts: dict[str, float] = {}
+
+    def lap(self, part: str) -> None:
+        now = time.perf_counter()
+        self.parts[part] = round(now - self.last, 5)
+        self.last = now
+
+    def timings(self) -> dict[str, float]:
+        # CPU of this process and its finished children (ffmpeg) for the clip
+        return {**self.parts, "cpu": round(_cpu_seconds() - self.cpu, 5)}
+
+
+def _check_media(cid: str, path: str, info: Any) -> None:
+    """A :class:`MediaError` for a file cut short, without duration, video or audio."""
+    media = info.media
+    cut = mp4_cut_short(path) if info.via == "mp4" else None
+    if cut:
+        raise MediaError(f"{cid}: {cut} (declared {media.duration or 0:.2f} s); re-download it")
+    if not media.duration or media.duration <= 0:
+        raise MediaError(f"{cid}: zero duration (nothing to extract)")
+    if not media.has_video:
+        raise MediaError(f"{cid}: no video stream")
+    if not media.has_audio:
+        raise MediaError(f"{cid}: no audio stream")
+
+
+def _plan_pass(cid: str, profile: Profile, info: Any) -> tuple[_Plan, AudioWindow | None]:
+    """What the one ffmpeg pass decodes, and the audio window when it is known before it."""
+    media = info.media
+    kind, fps_n = frame_at_value(profile.frame_at)
+    need_next = profile.flow is not None
+    video_duration = info.video_duration or media.duration
+    t_frame = frame_stage.frame_time(profile, video_duration, media.fps, need_next)
+    rate = profile.sample_rate or media.sample_rate
+    if not rate:
+        raise MediaError(f"{cid}: the audio sample rate is unknown; pass --sample-rate")
+    rate = int(rate)
+    window = _known_window(profile, info, rate, t_frame)
+    whole = window is None or window.whole
+    plan = _Plan(
+        kind=kind,
+        fps_n=fps_n,
+        t_frame=t_frame,
+        # start 1.5 frames early: the frame shown at t_frame may start before it
+        t_seek=max(0.0, t_frame - 1.5 / (media.fps or 25.0)),
+        n_frames=2 + int(need_next),
+        keyframe=profile.seek == "keyframe",
+        a_start=window.start_seconds if window is not None else 0.0,
+        a_seconds=None if whole else profile.audio_seconds + _AUDIO_MARGIN,
+        rate=int(rate),
+        video_duration=video_duration,
+    )
+    return plan, window
+
+
+def _key_frame(path: str, plan: _Plan, cid: str, out: Path, frames, times, raw):
+    """(frames, times, audio, the key frame's index): the frame shown at ``t_frame``;
+    a variable frame rate may need a second, wider decode."""
+    if plan.kind == "fps":
+        return frames, times, raw, _nearest(times, plan.video_duration / 2.0)
+    if plan.keyframe:
+        return frames, times, raw, 0
+    found = frame_stage.shown_at(times, plan.t_frame)
+    if found is None and plan.t_seek > 0:
+        # variable frame rate: the frame shown at t_frame starts earlier still
+        wide = dataclasses.replace(plan, t_seek=max(0.0, plan.t_frame - 2.0), n_frames=None)
+        frames, times, raw = _decode(path, wide, cid, out)
+        found = frame_stage.shown_at(times, plan.t_frame)
+    return frames, times, raw, found or 0
+
+
+def _write_frames(out, cid, profile, plan, frames, times, key_index, outputs, meta) -> np.ndarray:
+    """The key frame's JPEG (and every frame's with ``fps:N``); return the resized key frame."""
+    if plan.kind == "fps":
+        sub = f"frames/{cid}"
+        for i, rgb in enumerate(frames):
+            frame_stage.write_jpeg(
+                out / sub / f"{i:04d}.jpg", frame_stage.resize(rgb, profile), profile.jpeg_quality
+            )
+        outputs["frames"] = sub
+        meta["frame_times"] = times
+    key_small = frame_stage.resize(frames[key_index], profile)
+    frame_stage.write_jpeg(out / "frames" / f"{cid}.jpg", key_small, profile.jpeg_quality)
+    outputs["frame"] = f"frames/{cid}.jpg"
+    return key_small
+
+
+def _write_flow(out, cid, profile, key_small, nxt, outputs) -> None:
+    flow = flow_stage.compute_flow(profile.flow, key_small, frame_stage.resize(nxt, profile))
+    write_npy(out / "flow" / f"{cid}.npy", flow_stage.to_stored(flow))
+    outputs["flow"] = f"flow/{cid}.npy"
+    if profile.flow_legacy_htf:
+        flow_stage.write_legacy_htf(out / "flow", cid, flow)
+        outputs["flow_legacy_x"] = f"flow/flow_x/{cid}.jpg"
+        outputs["flow_legacy_y"] = f"flow/flow_y/{cid}.jpg"
 
 
 def _known_window(profile: Profile, info, rate: int, t_frame: float) -> AudioWindow | None:
@@ -247,6 +279,7 @@ class _Plan:
     a_start: float
     a_seconds: float | None
     rate: int
+    video_duration: float = 0.0
 
 
 def _decode(
