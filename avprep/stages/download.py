@@ -317,7 +317,7 @@ def is_done(rec: ClipRecord | None, out: Path) -> bool:
     return path.is_file() and (size is None or path.stat().st_size == size)
 
 
-_is_done = is_done  # the name ingest and a test use
+_is_done = is_done  # the name a test uses
 
 
 def tool_versions() -> dict[str, str]:
