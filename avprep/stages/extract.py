@@ -3,7 +3,7 @@
 Per clip (:func:`extract_clip`):
 
 1. container facts from the MP4 boxes (no process) or ``ffmpeg -i``;
-2. ONE ffmpeg process with the file opened twice: input 0 seeks (``-ss``
+2. ONE ffmpeg process (:mod:`avprep.stages.one_pass`) with the file opened twice: input 0 seeks (``-ss``
    before ``-i``: jump to the keyframe before the key frame, decode forward,
    drop earlier frames) and writes the key frame and the next one as PPM to a
    pipe; input 1 seeks to the audio window (when an MP4 edit list states the
@@ -28,9 +28,6 @@ import dataclasses
 import json
 import logging
 import os
-import resource
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,6 +50,7 @@ from avprep.stages import frames as frame_stage
 from avprep.stages.audio_window import AudioWindow, SignalFacts, plan_window
 from avprep.stages.flow import write_npy
 from avprep.stages.mediainfo import clip_info, mp4_cut_short
+from avprep.stages.one_pass import PassPlan, cpu_seconds, decode_pass, nearest
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +81,7 @@ def extract_clip(
     _check_media(cid, source.path, info)
     media = info.media
     plan, window = _plan_pass(cid, profile, info)
-    frames, times, raw = _decode(source.path, plan, cid, out)
+    frames, times, raw = decode_pass(source.path, plan, cid, out)
     frames, times, raw, key_index = _key_frame(source.path, plan, cid, out, frames, times, raw)
     if window is None:
         # no edit list told the decoded length: the whole track was decoded, count it
@@ -153,7 +151,7 @@ class _Clock:
 
     def __init__(self) -> None:
         self.last = time.perf_counter()
-        self.cpu = _cpu_seconds()
+        self.cpu = cpu_seconds()
         self.parts: dict[str, float] = {}
 
     def lap(self, part: str) -> None:
@@ -163,7 +161,7 @@ class _Clock:
 
     def timings(self) -> dict[str, float]:
         # CPU of this process and its finished children (ffmpeg) for the clip
-        return {**self.parts, "cpu": round(_cpu_seconds() - self.cpu, 5)}
+        return {**self.parts, "cpu": round(cpu_seconds() - self.cpu, 5)}
 
 
 def _check_media(cid: str, path: str, info: Any) -> None:
@@ -180,7 +178,7 @@ def _check_media(cid: str, path: str, info: Any) -> None:
         raise MediaError(f"{cid}: no audio stream")
 
 
-def _plan_pass(cid: str, profile: Profile, info: Any) -> tuple[_Plan, AudioWindow | None]:
+def _plan_pass(cid: str, profile: Profile, info: Any) -> tuple[PassPlan, AudioWindow | None]:
     """What the one ffmpeg pass decodes, and the audio window when it is known before it."""
     media = info.media
     kind, fps_n = frame_at_value(profile.frame_at)
@@ -193,7 +191,7 @@ def _plan_pass(cid: str, profile: Profile, info: Any) -> tuple[_Plan, AudioWindo
     rate = int(rate)
     window = _known_window(profile, info, rate, t_frame)
     whole = window is None or window.whole
-    plan = _Plan(
+    plan = PassPlan(
         kind=kind,
         fps_n=fps_n,
         t_frame=t_frame,
@@ -209,18 +207,18 @@ def _plan_pass(cid: str, profile: Profile, info: Any) -> tuple[_Plan, AudioWindo
     return plan, window
 
 
-def _key_frame(path: str, plan: _Plan, cid: str, out: Path, frames, times, raw):
+def _key_frame(path: str, plan: PassPlan, cid: str, out: Path, frames, times, raw):
     """(frames, times, audio, the key frame's index): the frame shown at ``t_frame``;
     a variable frame rate may need a second, wider decode."""
     if plan.kind == "fps":
-        return frames, times, raw, _nearest(times, plan.video_duration / 2.0)
+        return frames, times, raw, nearest(times, plan.video_duration / 2.0)
     if plan.keyframe:
         return frames, times, raw, 0
     found = frame_stage.shown_at(times, plan.t_frame)
     if found is None and plan.t_seek > 0:
         # variable frame rate: the frame shown at t_frame starts earlier still
         wide = dataclasses.replace(plan, t_seek=max(0.0, plan.t_frame - 2.0), n_frames=None)
-        frames, times, raw = _decode(path, wide, cid, out)
+        frames, times, raw = decode_pass(path, wide, cid, out)
         found = frame_stage.shown_at(times, plan.t_frame)
     return frames, times, raw, found or 0
 
@@ -264,102 +262,6 @@ def _known_window(profile: Profile, info, rate: int, t_frame: float) -> AudioWin
     window = plan_window(profile.audio_window, profile.audio_seconds, signal, t_frame)
     # a window cut to an exact sample count (HTF's test rule) is cut from the counted decode
     return None if window.take is not None else window
-
-
-@dataclasses.dataclass(frozen=True)
-class _Plan:
-    """What one ffmpeg pass decodes."""
-
-    kind: str
-    fps_n: float | None
-    t_frame: float
-    t_seek: float
-    n_frames: int | None  # None: every frame up to t_frame (+ a margin)
-    keyframe: bool
-    a_start: float
-    a_seconds: float | None
-    rate: int
-    video_duration: float = 0.0
-
-
-def _decode(
-    path: str, plan: _Plan, cid: str, out: Path
-) -> tuple[list[np.ndarray], list, np.ndarray]:
-    """One ffmpeg process: (RGB frames, their times in s, mono int16 audio)."""
-    # ffmpeg's side outputs go to a .tmp-<id>-* folder inside OUT, removed after the
-    # clip; one a killed run leaves is swept by the next run (under OUT's lock). An
-    # ffmpeg orphaned by a kill -9 that writes after that sweep writes into nothing.
-    out.mkdir(parents=True, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{cid}-", dir=out)
-    raw_path = os.path.join(work, "audio.s16")
-    stats_path = os.path.join(work, "times.txt")
-    try:
-        proc = ffmpeg.run(_ffmpeg_args(path, plan, raw_path, stats_path), what=cid)
-        frames = frame_stage.parse_ppm_stream(proc.stdout)
-        times = _read_times(stats_path)
-        raw = np.fromfile(raw_path, dtype="<i2")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if len(times) < len(frames):
-        times += [None] * (len(frames) - len(times))
-    return frames, times, raw
-
-
-def _ffmpeg_args(path: str, plan: _Plan, raw_path: str, stats_path: str) -> list[str]:
-    # input 0: video from the seek point; input 1: the same file, audio from its window
-    args: list[str] = ["-copyts", "-threads", "1"]
-    if plan.kind != "fps":
-        if plan.keyframe:
-            # start at the keyframe before t_frame instead of decoding up to it
-            args += ["-noaccurate_seek", "-ss", f"{plan.t_frame:.6f}"]
-        elif plan.t_seek > 0:
-            args += ["-ss", f"{plan.t_seek:.6f}"]
-    args += ["-i", path, "-threads", "1"]
-    if plan.a_start > 0:
-        args += ["-ss", f"{plan.a_start:.6f}"]
-    if plan.a_seconds is not None:
-        args += ["-t", f"{plan.a_seconds:.6f}"]
-    args += ["-i", path, "-map", "0:v:0"]
-    if plan.kind == "fps":
-        args += ["-vf", f"fps={plan.fps_n:g}"]
-    elif plan.n_frames is None:
-        # -copyts keeps source timestamps, so the end is an absolute time
-        args += ["-to", f"{plan.t_frame + 0.5:.6f}"]
-    else:
-        args += ["-frames:v", str(plan.n_frames if not plan.keyframe else 2)]
-    args += [
-        "-fps_mode", "passthrough", "-enc_time_base:v", "demux",
-        "-stats_enc_pre", stats_path, "-stats_enc_pre_fmt", "{pts} {tb}",
-        "-c:v", "ppm", "-f", "image2pipe", "pipe:1",
-        "-map", "1:a:0", "-ac", "1", "-ar", str(plan.rate),
-        "-c:a", "pcm_s16le", "-f", "s16le", "-y", raw_path,
-    ]  # fmt: skip
-    return args
-
-
-def _cpu_seconds() -> float:
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def _read_times(path: str) -> list[float | None]:
-    """Frame times (s) from ffmpeg's ``-stats_enc_pre`` lines ``<pts> <num>/<den>``."""
-    times: list[float | None] = []
-    for parts in ffmpeg.stats_rows(path):
-        try:
-            times.append(round(ffmpeg.pts_seconds(parts[0], parts[1]), 6))
-        except (ValueError, IndexError, ZeroDivisionError):
-            times.append(None)
-    return times
-
-
-def _nearest(times: list[float | None], t: float) -> int:
-    best, best_d = 0, float("inf")
-    for i, x in enumerate(times):
-        if x is not None and abs(x - t) < best_d:
-            best, best_d = i, abs(x - t)
-    return best
 
 
 # -- inputs -------------------------------------------------------------------
