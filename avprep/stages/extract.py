@@ -84,19 +84,10 @@ def extract_clip(
     frames, times, raw = decode_pass(source.path, plan, cid, out)
     frames, times, raw, key_index = _key_frame(source.path, plan, cid, out, frames, times, raw)
     if window is None:
-        # no edit list told the decoded length: the whole track was decoded, count it
-        signal = SignalFacts(samples=int(raw.size), rate=plan.rate, source="decoded")
-        window = plan_window(profile.audio_window, profile.audio_seconds, signal, plan.t_frame)
-        end = None if window.take is None else window.start + window.take
-        raw = raw[window.start : end]
+        window, raw = _cut_window(profile, plan, raw)
     clock.lap("decode")
     # check everything before writing anything, so a failed clip leaves no files
-    if not frames:
-        raise MediaError(f"{cid}: no video frame could be decoded at {plan.t_frame:.3f} s")
-    if raw.size == 0:
-        raise MediaError(f"{cid}: the audio stream decoded to no samples")
-    if profile.flow and plan.kind != "fps" and key_index + 1 >= len(frames):
-        raise MediaError(f"{cid}: no frame after the key frame, so no optical flow")
+    _check_decoded(cid, profile, plan, frames, raw, key_index)
 
     outputs: dict[str, str] = {}
     meta: dict[str, Any] = {}
@@ -144,6 +135,27 @@ def extract_clip(
         }
     )
     return ClipRecord(clip_id=cid, status=OK, outputs=outputs, meta=meta)
+
+
+def _cut_window(
+    profile: Profile, plan: PassPlan, raw: np.ndarray
+) -> tuple[AudioWindow, np.ndarray]:
+    """No edit list told the decoded length: the whole track was decoded; count it and cut
+    the window from it."""
+    signal = SignalFacts(samples=int(raw.size), rate=plan.rate, source="decoded")
+    window = plan_window(profile.audio_window, profile.audio_seconds, signal, plan.t_frame)
+    end = None if window.take is None else window.start + window.take
+    return window, raw[window.start : end]
+
+
+def _check_decoded(cid, profile, plan, frames, raw, key_index) -> None:
+    """A :class:`MediaError` when the pass gave no frame, no audio or no frame for the flow."""
+    if not frames:
+        raise MediaError(f"{cid}: no video frame could be decoded at {plan.t_frame:.3f} s")
+    if raw.size == 0:
+        raise MediaError(f"{cid}: the audio stream decoded to no samples")
+    if profile.flow and plan.kind != "fps" and key_index + 1 >= len(frames):
+        raise MediaError(f"{cid}: no frame after the key frame, so no optical flow")
 
 
 class _Clock:
