@@ -41,6 +41,14 @@ def pair_id(clip_id: str, index: int) -> str:
     return f"{clip_id}.t{index:02d}"
 
 
+def split_pair_id(pid: str) -> tuple[str, int] | None:
+    """``(clip id, frame index)`` of a ``<id>.tNN`` pair id; None for any other id."""
+    clip, sep, index = pid.rpartition(".t")
+    if not sep or not clip or not index.isdigit():
+        return None
+    return clip, int(index)
+
+
 def window_start(t: float, seconds: float, window: str) -> float:
     if window == "aligned":
         return float(math.floor(t + 1e-6))
