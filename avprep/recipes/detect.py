@@ -40,6 +40,8 @@ _PATH = re.compile(r"^.+[/\\][^/\\]+\.[A-Za-z0-9]{1,5}$")
 def _line_shape(line: str) -> str | None:
     if is_table_header(line):
         return "clip-table-csv"  # its header alone decides (the rows have 7 columns)
+    if line.count("&") == 4 and "," not in line:
+        return "ave-annotations"  # Category&VideoID&Quality&StartTime&EndTime
     if is_soundnet_url(line):
         return "soundnet-urls"
     if re.match(r"^https?://", line, re.IGNORECASE):
