@@ -106,3 +106,65 @@ def test_ave_match_scores_the_pair_head_on_validation_scenes(trained):
     assert out["differ_rate"] == pytest.approx(np.mean(differ), abs=1e-9)
     one = CliRunner().invoke(cli, [*args[:5], "--mix", "1"])
     assert one.exit_code == 2 and "--mix" in one.output
+
+
+def test_full_head_keeps_the_original_names_and_refuses_other_files(tmp_path):
+    from avmodels.methods.mssl_full_head import FullPairModel, full_head_state
+
+    keys = set(FullPairModel(4).state_dict())
+    # model/detector.py Framework: visual = resnet18(additional=True), audio = mobilecrnn_v2,
+    # discrim = DiscrimHead(..., visual.layer5, 512) (layer5 registered under both names)
+    for k in ("visual.conv1.weight", "visual.layer3.1.bn2.running_var",
+              "visual.layer5.0.downsample.0.weight", "discrim.spa_conv.0.downsample.1.weight",
+              "discrim.temp_conv.0.weight", "discrim.temp_conv.4.weight",
+              "discrim.temp_conv.8.running_mean", "discrim.discrim.2.bias",
+              "discrim.transform_a.3.running_mean", "audio.features.0.1.weight"):  # fmt: skip
+        assert k in keys, k
+    assert not any(k.startswith(("visual.layer4", "visual.fc", "audio.gru")) for k in keys)
+    with pytest.raises(InputError, match="not a Multi-Source full-model"):
+        full_head_state({"vision.conv1.weight": torch.zeros(1)}, 4)
+
+
+@pytest.mark.slow
+def test_ave_match_on_an_original_checkpoint(trained, tmp_path):
+    from avmodels.data import MethodDataset, open_sources
+    from avmodels.methods.mssl import MsslSample, MultiSource
+    from avmodels.methods.mssl_batching import original_negatives, validation_scenes
+    from avmodels.methods.mssl_full_head import FullPairModel
+
+    _, stores, data = trained
+    torch.manual_seed(0)
+    model = FullPairModel(2).eval()
+    state = {**model.state_dict(), "prior_v.fc.weight": torch.zeros(3, 3)}  # others ignored
+    ckpt = tmp_path / "model_joint.pth.tar"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()},
+                "accuracy": 1.2}, ckpt)  # fmt: skip
+    args = ["ave-match", "--original-ckpt", str(ckpt), *data, "--mix", "2", "--frames", "2",
+            "--rule", "audioset", "--device", "cpu", "--json", "--no-progress"]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["head"] == "original full-model head" and out["batches"] == 3
+    # restated: each clip's seconds' log-mels joined in time, then the head by its parts
+    src = open_sources([str(s) for s in stores], ["frame", "audio"])
+    cfg = {**MultiSource.defaults, "data": {**MultiSource.defaults["data"], "spectrogram": "audio"}}
+    ds = MethodDataset(src, MsslSample(cfg, train=False))
+    g = torch.Generator().manual_seed(0)
+    match, differ = [], []
+    with torch.no_grad():
+        for rows in validation_scenes(src.ids, 2, 2, "audioset", 0):
+            items = [ds[r] for r in rows]
+            spec = torch.stack([torch.cat([items[2 * c + t]["spectrogram"][0] for t in range(2)])
+                                for c in range(2)])  # fmt: skip
+            img = torch.stack([i["frame"] for i in items])
+            a, v = model.discrim.embed(model.audio.embed(spec), model.visual.bottom(img))
+            other, second = original_negatives(2, 2, g)
+            pos = model.discrim.discrim(torch.cat([a, v], -1))
+            neg = torch.stack([torch.stack([model.discrim.discrim(torch.cat(
+                [a[c, t], v[other[c, t], second[c, t]]])) for t in range(2)]) for c in range(2)])  # fmt: skip
+            match.append(float((pos < 1.0).float().mean()))
+            differ.append(float((neg > 1.0).float().mean()))
+    assert out["match_rate"] == pytest.approx(np.mean(match), abs=1e-9)
+    assert out["differ_rate"] == pytest.approx(np.mean(differ), abs=1e-9)
+    both = CliRunner().invoke(cli, [*args, "--run", str(trained[0])])
+    assert both.exit_code != 0 and "not both" in str(both.exception)
