@@ -3,10 +3,14 @@
 A :class:`Clip` says which clip (``clip_id``), where it comes from (``url``,
 ``start``/``end`` in seconds, ``source``: the corpus or ``url``), what it is
 (``label``, ``split``) and, once fetched, where its video is (``path``).
+Once extracted, it also names its outputs (``frame``, ``audio``,
+``spectrogram``, ``flow``: absolute paths) and carries its extraction
+record's ``meta``: that is what pack reads (:func:`avprep.store.source.select`).
 Recipes give rows (:func:`avprep.recipes.load_clips`: a DataFrame);
 :func:`prepare_clips` checks them once (safe id, plain http(s) URL, times) and
 drops repeated ids; download fetches each clip; extract reads the videos of
-a download folder as clips (:func:`video_of`).
+a download folder as clips (:func:`video_of`); pack reads an extraction
+folder's records as clips.
 """
 
 from __future__ import annotations
@@ -34,9 +38,14 @@ VIDEO_OUTPUTS = ("path", "video")
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".3gp", ".mpg", ".ts")
 
 
+#: what extraction writes for a clip, in the order pack stores them
+OUTPUTS = ("frame", "audio", "spectrogram", "flow")
+
+
 @dataclasses.dataclass(frozen=True)
 class Clip:
-    """One clip: where from, which part, what it is, and (once fetched) its video."""
+    """One clip: where from, which part, what it is, (once fetched) its video and
+    (once extracted) its outputs and its extraction record's meta."""
 
     clip_id: str
     url: str | None = None
@@ -46,6 +55,17 @@ class Clip:
     split: str | None = None
     source: str | None = None
     path: str | None = None
+    frame: Path | None = None
+    audio: Path | None = None
+    spectrogram: Path | None = None
+    flow: Path | None = None
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False, compare=False)
+
+    def output(self, name: str) -> Path | None:
+        """The file extraction wrote for ``name`` (one of :data:`OUTPUTS`), if any."""
+        if name not in OUTPUTS:
+            raise ValueError(f"unknown output {name!r}; valid: {', '.join(OUTPUTS)}")
+        return getattr(self, name)
 
 
 @dataclasses.dataclass

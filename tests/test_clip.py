@@ -35,3 +35,18 @@ def test_a_records_video_is_the_writers_key_inside_the_folder(tmp_path):
     # a record pointing outside its folder is not followed
     assert video_of(tmp_path, "o", {"path": str(outside)}) is None
     assert video_of(tmp_path, "o", {"path": "../outside.mp4"}) is None
+
+
+def test_pack_reads_an_extraction_folder_as_the_same_clip_record(tmp_path):
+    from avprep.store import source
+    from tests.store_fixtures import make_extract_dir
+
+    root, ids = make_extract_dir(tmp_path / "ex", 3, flow=True)
+    sel, modalities = source.select(root, progress=False)
+    assert source.Clip is Clip and [type(c) for c in sel.clips] == [Clip] * 3
+    clip = sel.clips[0]
+    assert clip.clip_id == ids[0] and modalities == ("frame", "audio", "spectrogram", "flow")
+    assert clip.output("frame") == root / "frames" / f"{ids[0]}.jpg" and clip.frame.is_file()
+    assert clip.output("flow").is_file() and "frame_time" in clip.meta
+    with pytest.raises(ValueError, match="unknown output"):
+        clip.output("video")

@@ -62,8 +62,9 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from avprep.clip import Clip
 from avprep.errors import StoreError
-from avprep.store.source import TIME_KEYS, Clip
+from avprep.store.source import TIME_KEYS
 
 FRAME_CHUNK_BYTES = 32 * 1024
 AUDIO_CHUNK_BYTES = 32 * 1024
@@ -410,7 +411,7 @@ def estimate_shard_bytes(clips: Sequence[Clip], spec: NativeSpec) -> int:
 
 
 def _load_f16(clip: Clip, modality: str, shape: tuple[int, ...]) -> np.ndarray:
-    arr = np.load(clip.path(modality), allow_pickle=False)
+    arr = np.load(clip.output(modality), allow_pickle=False)
     if arr.shape != tuple(shape):
         raise StoreError(f"clip {clip.clip_id}: {modality} shape {arr.shape} != {tuple(shape)}")
     out = arr.astype(np.float16)
