@@ -163,14 +163,19 @@ class Fnac(Method):
     def on_epoch_start(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """L2-normalised visual maps (B, dim, h, w) and audio vectors (B, dim), after dropout."""
         img = self.img_dropout(self.vision(batch["frame"]))
         img = F.normalize(self.img_proj(img), dim=1)
         aud = self.aud_dropout(self.audio(batch["spectrogram"]))
         aud = F.normalize(self.aud_proj(aud), dim=1)
         return img, aud
 
-    def losses_of(self, img: torch.Tensor, aud: torch.Tensor) -> dict[str, torch.Tensor]:
+    def losses(
+        self, features: tuple[torch.Tensor, torch.Tensor], batch: Batch
+    ) -> dict[str, torch.Tensor]:
+        """EZ-VSL's loss, plus FNAC's weighted terms after the warm-up epochs."""
+        img, aud = features
         lc = self.cfg["loss"]
         terms = fnac_terms(img, aud, self.tau, float(lc["high_conf"]), bool(lc["global_negatives"]))
         loss = terms["loss_ezvsl"]
@@ -183,17 +188,9 @@ class Fnac(Method):
             )
         return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
 
-    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return self.losses_of(*self.embed(batch))
-
-    def localization_map(self, batch: Batch) -> torch.Tensor:
-        img, aud = self.embed(batch)
+    def maps(self, features: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> torch.Tensor:
+        img, aud = features
         return av_map(img, aud, self.tau)
-
-    def evaluation_step(self, batch: Batch, with_loss: bool) -> tuple[torch.Tensor, dict | None]:
-        img, aud = self.embed(batch)
-        maps = av_map(img, aud, self.tau)
-        return maps, ({"loss": self.losses_of(img, aud)["loss"]} if with_loss else None)
 
 
 def fnac_state_from_official(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -208,7 +208,7 @@ class HearTheFlow(TrimapHead, Method):
         return HtfSample(self.cfg, train)
 
     # -- model -------------------------------------------------------------
-    def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalised attended image features (B, C, h, w) and audio vectors (B, C)."""
         img = self.vision(batch["frame"])
         aud = F.normalize(self.audio(batch["spectrogram"]), dim=1)

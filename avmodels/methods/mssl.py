@@ -392,7 +392,7 @@ class MultiSource(Method):
         return MsslSample(self.cfg, train)
 
     # -- model -------------------------------------------------------------
-    def _encode(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
         feat_a = self.audio(batch["spectrogram"])
         feat_v = self.vision(batch["frame"])
         pooled_a, pooled_v = feat_a.mean(dim=(2, 3)), feat_v.mean(dim=(2, 3))
@@ -448,11 +448,7 @@ class MultiSource(Method):
         fine_v = F.normalize(self.project_v(cam_pool(enc["feat_v"], cam_v)), dim=1)
         return fine_a, fine_v, cam_a, cam_v
 
-    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        enc = self._encode(batch)
-        return self._losses(batch, enc)
-
-    def _losses(self, batch: Batch, enc: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def losses(self, enc: dict[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
         avc = balanced_pair_loss(pair_logits(self.avc, enc["pooled_a"], enc["pooled_v"]))
         lab_a, lab_v, w = self._targets(batch, enc)
         loss_a = self._class_loss(enc["cls_a"], lab_a, w)
@@ -475,7 +471,7 @@ class MultiSource(Method):
 
     def class_maps(self, batch: Batch, enc: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """(B, K, h, w) per-class maps: embedding cosines (stage 2) or visual CAMs (stage 1)."""
-        enc = enc if enc is not None else self._encode(batch)
+        enc = enc if enc is not None else self.encode(batch)
         if self.stage == 1:
             # after stage 1 the projections are untrained: the coarse, class-level map
             return F.relu(self.class_v(enc["feat_v"]))
@@ -486,19 +482,10 @@ class MultiSource(Method):
         sim = F.relu(torch.einsum("bdk,bdn->bkn", fine_a.float(), fine_v.float()))
         return sim.reshape(*sim.shape[:2], *feat_v.shape[-2:])
 
-    def localization_map(self, batch: Batch) -> torch.Tensor:
-        enc = self._encode(batch)
-        return self._map(batch, enc)
-
-    def _map(self, batch: Batch, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+    def maps(self, enc: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
         ms = self.cfg["mssl"]
         maps = self.class_maps(batch, enc)
         return combine_classes(maps, enc["cls_a"], ms["map"], float(ms["prob_threshold"]))
-
-    def evaluation_step(self, batch: Batch, with_loss: bool) -> tuple[torch.Tensor, dict | None]:
-        enc = self._encode(batch)
-        maps = self._map(batch, enc)
-        return maps, (self._losses(batch, enc) if with_loss else None)
 
 
 def label_source_notes(lab: Mapping[str, Any]) -> list[str]:

@@ -229,33 +229,34 @@ class Slavc(Method):
             for p, q in zip(online.parameters(), twin.parameters(), strict=True):
                 q.data = q.data * m + p.data * (1.0 - m)
 
-    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def encode(self, batch: Batch) -> dict[str, tuple[torch.Tensor, ...]]:
+        """The online features and, after the momentum update (training mode), the targets."""
         online = self.features(batch, momentum=False)
         if self.training:
             self.momentum_update()
         with torch.no_grad():
             targets = self.features(batch, momentum=True)
-        return {"loss": self.loss_of(online, targets)}
+        return {"online": online, "momentum": targets}
 
-    def loss_of(self, online: tuple[torch.Tensor, ...], targets: tuple) -> torch.Tensor:
-        img1, img2, aud1, aud2 = online
+    def losses(self, features: dict[str, tuple], batch: Batch) -> dict[str, torch.Tensor]:
+        img1, img2, aud1, aud2 = features["online"]
         share = bool(self.cfg["loss"]["global_negatives"])
-        return slavc_loss(img1, img2, aud1, aud2, targets, self.tau, share)
+        loss = slavc_loss(img1, img2, aud1, aud2, features["momentum"], self.tau, share)
+        return {"loss": loss}
 
-    def _maps(self, feats: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def maps(self, features: dict[str, tuple], batch: Batch) -> torch.Tensor:
+        """``(S1 + S2) / 2`` of the online features (``eval_map.momentum``: the targets)."""
+        feats = features["momentum" if self.cfg["eval_map"]["momentum"] else "online"]
         img1, img2, aud1, aud2 = (f.float() for f in feats)
         s1 = torch.einsum("nchw,nc->nhw", img1, aud1) / self.tau
         s2 = torch.einsum("nchw,nc->nhw", img2, aud2) / self.tau
         return (s1 + s2) / 2
 
     def localization_map(self, batch: Batch) -> torch.Tensor:
-        return self._maps(self.features(batch, momentum=bool(self.cfg["eval_map"]["momentum"])))
-
-    def evaluation_step(self, batch: Batch, with_loss: bool) -> tuple[torch.Tensor, dict | None]:
-        online = self.features(batch, momentum=False)
-        targets = self.features(batch, momentum=True)
-        maps = self._maps(targets if self.cfg["eval_map"]["momentum"] else online)
-        return maps, ({"loss": self.loss_of(online, targets)} if with_loss else None)
+        # the map reads one encoder: run only that one (half the cost, and no
+        # momentum update when called in training mode)
+        key = "momentum" if self.cfg["eval_map"]["momentum"] else "online"
+        return self.maps({key: self.features(batch, momentum=key == "momentum")}, batch)
 
     def extended_prediction(
         self, batch: Batch, relative: bool = False, pred_size: float = 0.5, pred_thr: float = 0.5

@@ -337,30 +337,36 @@ class SSPL(Method):
                 )
 
     # -- engine interface --------------------------------------------------
-    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def encode(self, batch: Batch) -> dict[str, Any]:
+        """Audio vectors and the visual feature map of each view.
+
+        Training encodes two views (the second view is the first when the batch
+        has one); evaluation encodes the views the batch has (the test
+        transform gives one).
+        """
         view1 = batch["view1"]
-        view2 = batch.get("view2", view1)
         self._check_batch(view1.size(0))
+        if self.training:
+            return self._encode_views(batch, [view1, batch.get("view2", view1)])
+        return self._encode_views(batch, [view1] + ([batch["view2"]] if "view2" in batch else []))
+
+    def _encode_views(self, batch: Batch, views: list[torch.Tensor]) -> dict[str, Any]:
         audio_pcm, audio_vec = self.audio_features(batch)
-        f1, f2 = self.visual_maps([view1, view2], audio_pcm)
-        x1, _ = attention_pool(f1, audio_vec)
-        x2, _ = attention_pool(f2, audio_vec)
+        return {"audio": audio_vec, "views": self.visual_maps(views, audio_pcm)}
+
+    def losses(self, features: dict[str, Any], batch: Batch) -> dict[str, torch.Tensor]:
+        feats, audio_vec = features["views"], features["audio"]
+        x1 = attention_pool(feats[0], audio_vec)[0]
+        x2 = attention_pool(feats[1], audio_vec)[0] if len(feats) > 1 else x1
         return {"loss": self.head.loss(x1, x2)}
 
-    def localization_map(self, batch: Batch) -> torch.Tensor:
-        audio_pcm, audio_vec = self.audio_features(batch)
-        (feats,) = self.visual_maps([batch["view1"]], audio_pcm)
-        return attention_pool(feats, audio_vec)[1]
+    def maps(self, features: dict[str, Any], batch: Batch) -> torch.Tensor:
+        return attention_pool(features["views"][0], features["audio"])[1]
 
-    def evaluation_step(self, batch: Batch, with_loss: bool) -> tuple[torch.Tensor, dict | None]:
-        audio_pcm, audio_vec = self.audio_features(batch)
-        views = [batch["view1"]] + ([batch["view2"]] if "view2" in batch else [])
-        feats = self.visual_maps(views, audio_pcm)
-        x1, sim = attention_pool(feats[0], audio_vec)
-        if not with_loss:
-            return sim, None
-        x2 = attention_pool(feats[1], audio_vec)[0] if len(feats) > 1 else x1
-        return sim, {"loss": self.head.loss(x1, x2)}
+    def localization_map(self, batch: Batch) -> torch.Tensor:
+        # the map reads the first view alone: encode only it (no second VGG16 pass,
+        # and in training mode the PCM's BatchNorms see it once)
+        return self.maps(self._encode_views(batch, [batch["view1"]]), batch)
 
     def param_groups(self) -> list[dict[str, Any]]:
         o = self.cfg.get("optim", {})

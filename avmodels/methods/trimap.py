@@ -150,31 +150,21 @@ def trimap_loss_defaults() -> dict[str, Any]:
 
 
 class TrimapHead:
-    """Training losses, maps and evaluation of a method trained with the tri-map loss.
+    """Losses and maps of a method trained with the tri-map loss.
 
     A mixin for a :class:`~avmodels.methods.base.Method` that sets ``loss_cfg``
-    (a :class:`TrimapConfig`) and whose ``embed(batch)`` gives L2-normalised
-    visual maps (B, C, h, w) and audio vectors (B, C); a method whose ``embed``
-    takes other arguments overrides :meth:`pair`. The map is the true pair's
-    cosine map.
+    (a :class:`TrimapConfig`) and whose ``encode(batch)`` gives L2-normalised
+    visual maps (B, C, h, w) and audio vectors (B, C). The map is the true
+    pair's cosine map, in float32 even under autocast (the loss's ``cosine``).
     """
 
     loss_cfg: TrimapConfig
 
-    def pair(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.embed(batch)  # type: ignore[attr-defined]
-
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        img, aud = self.pair(batch)
+    def losses(self, features: tuple[torch.Tensor, torch.Tensor], batch: dict[str, Any]) -> dict:
+        img, aud = features
         return {"loss": trimap_loss(img, aud, self.loss_cfg).loss}
 
-    def localization_map(self, batch: dict[str, Any]) -> torch.Tensor:
-        img, aud = self.pair(batch)
-        return torch.einsum("nchw,nc->nhw", img.float(), aud.float())
-
-    def evaluation_step(
-        self, batch: dict[str, Any], with_loss: bool
-    ) -> tuple[torch.Tensor, dict | None]:
-        img, aud = self.pair(batch)
-        out = trimap_loss(img, aud, self.loss_cfg)
-        return out.cosine, ({"loss": out.loss} if with_loss else None)
+    def maps(self, features: tuple[torch.Tensor, torch.Tensor], batch: dict[str, Any]) -> Any:
+        img, aud = features
+        with torch.autocast(device_type=img.device.type, enabled=False):
+            return torch.einsum("nchw,nc->nhw", img.float(), aud.float())
