@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from avmodels.layers.gather import gather_batch
 from avmodels.methods.base import METHODS, Batch, Method
 from avmodels.methods.construction import merge_defaults, positive_tau
 from avmodels.methods.mil import (
@@ -35,7 +36,6 @@ from avmodels.methods.mil import (
     ObjectSaliency,
     av_map,
     blend_with_saliency,
-    gather_batch,
     mil_data_defaults,
     mil_infonce,
     mil_model_defaults,

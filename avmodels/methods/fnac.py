@@ -38,13 +38,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from avmodels.layers.gather import gather_batch
+from avmodels.layers.normalise import minmax
+from avmodels.layers.similarity import pair_maps
 from avmodels.methods.base import METHODS, Batch, Method
 from avmodels.methods.construction import merge_defaults, positive_tau
 from avmodels.methods.mil import (
     MIL_SMOKE_SPECTROGRAM,
     MilSample,
     av_map,
-    gather_batch,
     mil_data_defaults,
     mil_dropouts,
     mil_infonce,
@@ -92,10 +94,7 @@ def fnac_terms(
     img_avg_all, _ = gather_batch(img_avg, global_negatives)
     img_attn = img_avg @ img_avg_all.t() / tau
 
-    loc = torch.einsum("nchw,nc->nhw", img, aud) / tau
-    lo = torch.amin(loc, (1, 2), keepdim=True)
-    hi = torch.amax(loc, (1, 2), keepdim=True)
-    loc = (loc - lo) / (hi - lo + 1e-5)
+    loc = minmax(pair_maps(img, aud) / tau, 1e-5)
     frg = (img * (loc > high_conf).unsqueeze(1)).flatten(-2).mean(dim=-1)
     frg_all, _ = gather_batch(frg, global_negatives)
     frg_attn = frg @ frg_all.t() / tau

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avmodels.backbones.resnet import build_stream
+from avmodels.layers.heads import pointwise_mlp
 from avmodels.methods.audio_input import SpectrogramInput
 from avmodels.methods.augment import ResizeSquash
 from avmodels.methods.base import METHODS, Batch, Method
@@ -315,8 +316,8 @@ class MultiSource(Method):
         )
         self.class_a = nn.Conv2d(c, k, 1, bias=False)
         self.class_v = nn.Conv2d(c, k, 1, bias=False)
-        self.project_a = _projection(c, int(m["proj_hidden"]), int(m["embed_dim"]))
-        self.project_v = _projection(c, int(m["proj_hidden"]), int(m["embed_dim"]))
+        self.project_a = pointwise_mlp(c, int(m["proj_hidden"]), int(m["embed_dim"]))
+        self.project_v = pointwise_mlp(c, int(m["proj_hidden"]), int(m["embed_dim"]))
         self.kmeans = OnlineKMeans(k, 2 * c, float(lab["kmeans_momentum"]))
         self.num_classes = k
 
@@ -509,9 +510,3 @@ def label_source_notes(lab: Mapping[str, Any]) -> list[str]:
         "no pseudo labels given (labels.file) and labels.fallback=none: the classification "
         "losses are off for every clip unless the store holds labels_a/labels_v"
     ]
-
-
-def _projection(c: int, hidden: int, out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv1d(c, hidden, 1, bias=False), nn.ReLU(True), nn.Conv1d(hidden, out, 1, bias=False)
-    )

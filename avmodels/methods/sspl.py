@@ -42,6 +42,8 @@ from torch import nn
 from torchvision import transforms
 
 from avmodels.backbones import vgg16, vggish
+from avmodels.layers.attention import attention_pool
+from avmodels.layers.heads import SimSiamHead
 from avmodels.methods.base import METHODS, Batch, CachedFeature, Method
 from avmodels.methods.construction import merge_defaults
 from avmodels.methods.pcm import PredictiveCoding
@@ -123,69 +125,6 @@ class SsplTransform:
         else:
             out["spectrogram"] = torch.from_numpy(_spectrogram_of(sample))
         return out
-
-
-def _mlp_bn(dim_in: int, dim_out: int, relu: bool = True, affine: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Linear(dim_in, dim_out, bias=False),
-        nn.BatchNorm1d(dim_out, affine=affine),
-    ]
-    if relu:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
-
-
-class Projector(nn.Module):
-    def __init__(self, dim_in: int, hidden: int = 2048, dim_out: int = 2048) -> None:
-        super().__init__()
-        self.layer1 = _mlp_bn(dim_in, hidden)
-        self.layer2 = _mlp_bn(hidden, hidden)
-        self.layer3 = _mlp_bn(hidden, dim_out, relu=False, affine=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer3(self.layer2(self.layer1(x)))
-
-
-class Predictor(nn.Module):
-    def __init__(self, dim: int = 2048, hidden: int = 512) -> None:
-        super().__init__()
-        self.layer1 = _mlp_bn(dim, hidden)
-        self.layer2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer2(self.layer1(x))
-
-
-class SimSiamHead(nn.Module):
-    """Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021."""
-
-    def __init__(self, dim_in: int = 512, proj_dim: int = 2048, pred_hidden: int = 512) -> None:
-        super().__init__()
-        self.projector = Projector(dim_in, proj_dim, proj_dim)
-        self.predictor = Predictor(proj_dim, pred_hidden)
-
-    def loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        # each view through the projector separately: BatchNorm statistics per view
-        z1, z2 = self.projector(x1), self.projector(x2)
-        p1, p2 = self.predictor(z1), self.predictor(z2)
-        return -0.5 * (
-            F.cosine_similarity(p1, z2.detach(), dim=1).mean()
-            + F.cosine_similarity(p2, z1.detach(), dim=1).mean()
-        )
-
-
-def attention_pool(visual: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """SSPL's audio-visual attention: (pooled (B, C), cosine map (B, h, w))."""
-    b, c, h, w = visual.shape
-    flat = visual.reshape(b, c, h * w)
-    v_unit = F.normalize(flat, p=2, dim=1)
-    a_unit = F.normalize(audio, p=2, dim=1)
-    sim = torch.bmm(v_unit.transpose(1, 2), a_unit.unsqueeze(2)).squeeze(2)  # (B, hw)
-    lo = sim.min(dim=1, keepdim=True).values
-    hi = sim.max(dim=1, keepdim=True).values
-    att = (sim - lo) / (hi - lo + 1e-10)
-    pooled = torch.bmm(flat, att.unsqueeze(2)).squeeze(2)  # (B, C)
-    return pooled, sim.reshape(b, h, w)
 
 
 def _state_hash(module: nn.Module) -> str:

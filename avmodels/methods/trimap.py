@@ -37,6 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from avmodels.layers.similarity import cross_maps, pair_maps
 from avprep.errors import ConfigError
 
 NORMALISERS = ("logspace", "ratio")
@@ -87,9 +88,7 @@ class TrimapOutput:
 
 def cosine_maps(img: torch.Tensor, aud: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``A`` (B, h, w): each frame with its audio; ``A0`` (B, B, h, w): frame i, audio j."""
-    a_true = torch.einsum("nchw,nc->nhw", img, aud)
-    a_all = torch.einsum("nchw,kc->nkhw", img, aud)
-    return a_true, a_all
+    return pair_maps(img, aud), cross_maps(img, aud)
 
 
 def _weighted_mean(values: torch.Tensor, z: torch.Tensor, cfg: TrimapConfig) -> torch.Tensor:
@@ -167,4 +166,4 @@ class TrimapHead:
     def maps(self, features: tuple[torch.Tensor, torch.Tensor], batch: dict[str, Any]) -> Any:
         img, aud = features
         with torch.autocast(device_type=img.device.type, enabled=False):
-            return torch.einsum("nchw,nc->nhw", img.float(), aud.float())
+            return pair_maps(img.float(), aud.float())
