@@ -1,8 +1,10 @@
 """The training loop every method shares (``avmodels train``).
 
 One loop for all methods: it builds the method by name, feeds it batches
-from its own sample transform, optimises ``training_losses(batch)["loss"]``,
-validates with ``evaluation_step`` and ``avmodels.metrics``, keeps the best
+from its own sample transform, optimises ``training_losses(batch)["loss"]``
+(the method's ``losses`` of its ``encode``), validates with
+``evaluation_step`` (``maps`` and ``validation_losses`` of one ``encode``)
+and ``avmodels.metrics``, keeps the best
 model, stops early when validation stops improving, and checkpoints so that
 ``--resume`` continues exactly where it stopped (same next batch, same
 optimiser state, same RNG streams).
