@@ -8,10 +8,7 @@ would fail with another message) and check that ``--out`` never appears.
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -20,8 +17,6 @@ from avmodels.engine.config_sections import OptimConfig, RunConfig, TrainConfig,
 from avmodels.engine.train import TrainRequest, train
 from avmodels.methods import METHODS
 from avprep.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -52,19 +47,20 @@ def test_a_bad_choice_stops_before_data_and_run_folder(tmp_path, item, valid):
     assert not out.exists()
 
 
-def test_cli_bad_optimiser_is_one_line_and_exits_non_zero(tmp_path):
+def test_cli_bad_optimiser_is_one_line_and_exits_non_zero(tmp_path, monkeypatch, capsys):
+    from avmodels.cli import main  # the console script's entry point
+
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "avmodels", "train", "sspl", "--data", str(tmp_path / "none"),
-         "--out", str(out), "--set", "optim.name=adamx", "--no-progress"],
-        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "optim.name='adamx' is not a choice; valid: adam, adamw, sgd" in lines[0]
-    assert "Traceback" not in proc.stderr and not out.exists()
+    argv = ["avmodels", "train", "sspl", "--data", str(tmp_path / "none"), "--out", str(out),
+            "--set", "optim.name=adamx", "--no-progress"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines == ["error: optim.name='adamx' is not a choice; valid: adam, adamw, sgd"], err
+    assert not out.exists()
 
 
 def test_resume_checks_choices_before_anything(tmp_path):
@@ -130,3 +126,18 @@ def test_optimiser_and_schedule_come_from_the_typed_section():
     assert isinstance(sched, torch.optim.lr_scheduler.StepLR) and sched.step_size == 10
     assert SCHEDULERS.get("constant")(opt, o, 5, 1) is None
     assert TrainConfig().loader == ENGINE_DEFAULTS["train"]["loader"]
+
+
+def test_a_store_without_the_methods_inputs_stops_before_any_shard_is_opened(tmp_path):
+    from avprep.store.index import StoreIndex
+
+    store = tmp_path / "store"
+    store.mkdir()
+    # an index alone: opening a shard would fail, so the message proves none was opened
+    StoreIndex(layout="native", split="train", rows=4, rows_per_shard=4, shards=[],
+               attrs={"modalities": ["frame", "audio"]}).write(store)  # fmt: skip
+    out = tmp_path / "run"
+    sets = ["model.pretrained=false", "model.image_size=32", "model.cache_vggish=false"]
+    with pytest.raises(ConfigError, match=r"reads 'spectrogram', which .*store does not store"):
+        train(TrainRequest("sspl", [str(store)], str(out), sets=sets, progress=False))
+    assert not out.exists()

@@ -60,6 +60,7 @@ from avmodels.engine.distributed import DistEnv, barrier, init_distributed, shut
 from avmodels.engine.evaluate import load_annotations
 from avmodels.engine.replicas import replica_plan, state_sha256
 from avmodels.engine.selection import SELECT_HIGHER, apply_selection, update_selection
+from avmodels.engine.store_check import check_store_inputs
 from avmodels.engine.trainer import Trainer, TrainingError, TrainState
 from avprep.errors import ConfigError, InputError
 
@@ -186,6 +187,8 @@ def _build_data(
     # the keyword only when caches exist: methods without caches may take no argument
     modalities = method.required_inputs(cached=True) if specs else method.required_inputs()
     seed = cfg.train.seed
+    stores = [*info["data"], *(info.get("val") or []), *(info.get("select_on_test") or [])]
+    check_store_inputs(stores, modalities)  # from the indexes: before any shard is opened
     sources = open_sources(info["data"], modalities)
     train_rows: list[int] | None = None
     val_sources: Sources | None = None

@@ -85,6 +85,10 @@ class Layout(Protocol):
         """The dataset that reads the store at ``path`` (``index``: its index.json)."""
 
     @classmethod
+    def stored_modalities(cls, index: StoreIndex) -> tuple[str, ...]:
+        """The modalities a store holds, from its index alone (no shard opened)."""
+
+    @classmethod
     def verify_variant(cls, index: StoreIndex) -> str:
         """The variant (``train``/``test``) whose datasets verify's shard check reads."""
 
@@ -191,6 +195,11 @@ class NativeLayout:
         from avprep.store.reader import ShardDataset
 
         return ShardDataset(path, **kw)
+
+    @classmethod
+    def stored_modalities(cls, index: StoreIndex) -> tuple[str, ...]:
+        mods = index.attrs.get("modalities") or ()
+        return tuple(json.loads(mods) if isinstance(mods, str) else mods)
 
     @classmethod
     def verify_variant(cls, index: StoreIndex) -> str:
@@ -368,6 +377,10 @@ class SsplLayout:
 
         kw.setdefault("split", index.split)
         return SSPLDataset(path, **kw)
+
+    @classmethod
+    def stored_modalities(cls, index: StoreIndex) -> tuple[str, ...]:
+        return ("frame", "audio", "spectrogram")  # SSPL's three files
 
     @classmethod
     def verify_variant(cls, index: StoreIndex) -> str:
