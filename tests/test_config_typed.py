@@ -125,7 +125,7 @@ def test_optimiser_and_schedule_come_from_the_typed_section():
     sched = SCHEDULERS.get(step.scheduler)(opt, step, 5, 1)
     assert isinstance(sched, torch.optim.lr_scheduler.StepLR) and sched.step_size == 10
     assert SCHEDULERS.get("constant")(opt, o, 5, 1) is None
-    assert TrainConfig().loader == ENGINE_DEFAULTS["train"]["loader"]
+    assert TrainConfig.from_config({}).loader == ENGINE_DEFAULTS["train"]["loader"]
 
 
 def test_a_store_without_the_methods_inputs_stops_before_any_shard_is_opened(tmp_path):

@@ -39,6 +39,8 @@ def _opt(kind: type, value: Any, key: str) -> Any:
         return float(value)
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
     if kind is str:
         return str(value)
     raise ConfigError(
@@ -46,9 +48,17 @@ def _opt(kind: type, value: Any, key: str) -> Any:
     )
 
 
-def _section(cls: type, cfg: Mapping[str, Any], section: str, **derived: Any) -> Any:
-    """``cls`` from the ``section`` section: its fields' keys, as they are (already coerced)."""
-    sec = cfg.get(section, {})
+def _engine_section(cfg: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """An engine section of ``cfg``, completed by ``ENGINE_DEFAULTS`` (the one set of
+    defaults: a resolved config already holds every key)."""
+    from avmodels.engine.config import ENGINE_DEFAULTS
+
+    return {**ENGINE_DEFAULTS[section], **cfg.get(section, {})}
+
+
+def _section(cls: type, sec: Mapping[str, Any], section: str, **derived: Any) -> Any:
+    """``cls`` from the ``section`` values ``sec``: each field's key as it is (already
+    coerced to its default's type), or as ``derived`` gives it."""
     kw = {f.name: sec[f.name] for f in fields(cls) if f.name in sec and f.name not in derived}
     for key, value in kw.items():
         if value is None:  # keys whose default is None are in ``derived``
@@ -58,27 +68,27 @@ def _section(cls: type, cfg: Mapping[str, Any], section: str, **derived: Any) ->
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """``train.*`` (see ``ENGINE_DEFAULTS`` for each key's meaning)."""
+    """``train.*`` (``ENGINE_DEFAULTS`` has each key's default and meaning)."""
 
-    epochs: int = 1
-    batch_size: int = 32
-    max_steps: int | None = None
-    seed: int = 1234
-    device: str = "auto"
-    amp: str = "none"
-    channels_last: bool = False
-    compile: bool = False
-    grad_clip: float | None = None
-    num_workers: int = 2
-    loader: str = "torch"
-    augment: str = "batch"
-    input: str = "auto"
-    log_every: int = 10
-    checkpoint_every: int = 0
-    sync_bn: bool = True
-    replicas: str = "averaged"
-    replica_count: int = 2
-    find_unused_parameters: bool = False
+    epochs: int
+    batch_size: int
+    max_steps: int | None
+    seed: int
+    device: str
+    amp: str
+    channels_last: bool
+    compile: bool
+    grad_clip: float | None
+    num_workers: int
+    loader: str
+    augment: str
+    input: str
+    log_every: int
+    checkpoint_every: int
+    sync_bn: bool
+    replicas: str
+    replica_count: int
+    find_unused_parameters: bool
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TrainConfig:
@@ -87,16 +97,16 @@ class TrainConfig:
         from avmodels.engine.loaders import INPUTS, LOADERS
         from avmodels.engine.replicas import REPLICAS
 
-        sec = cfg.get("train", {})
-        amp = str(sec.get("amp", "none") or "none").lower()
+        sec = _engine_section(cfg, "train")
+        amp = str(sec["amp"] or "none").lower()
         t = _section(
             cls,
-            cfg,
+            sec,
             "train",
-            max_steps=_opt(int, sec.get("max_steps"), "train.max_steps"),
-            grad_clip=_opt(float, sec.get("grad_clip"), "train.grad_clip"),
+            max_steps=_opt(int, sec["max_steps"], "train.max_steps"),
+            grad_clip=_opt(float, sec["grad_clip"], "train.grad_clip"),
             amp=_check("train.amp", amp, AMP_MODES),
-            input=str(sec.get("input") or "auto"),
+            input=str(sec["input"] or "auto"),
         )
         _check("train.loader", t.loader, LOADERS.names())
         _check("train.augment", t.augment, AUGMENT)
@@ -111,14 +121,14 @@ class TrainConfig:
 class EvalConfig:
     """``eval.*``: validation during training and the kept model."""
 
-    every: int = 1
-    batch_size: int | None = None
-    benchmark: str | None = None
-    preset: str | None = None
-    select: str = "auto"
-    patience: int | None = None
-    min_delta: float = 0.0
-    loss: bool = True
+    every: int
+    batch_size: int | None
+    benchmark: str | None
+    preset: str | None
+    select: str
+    patience: int | None
+    min_delta: float
+    loss: bool
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> EvalConfig:
@@ -126,16 +136,16 @@ class EvalConfig:
         from avmodels.metrics.presets import PRESETS
         from avprep.annotations.benchmarks import BENCHMARKS
 
-        sec = cfg.get("eval", {})
+        sec = _engine_section(cfg, "eval")
         e = _section(
             cls,
-            cfg,
+            sec,
             "eval",
-            batch_size=_opt(int, sec.get("batch_size"), "eval.batch_size"),
-            benchmark=_opt(str, sec.get("benchmark"), "eval.benchmark"),
-            preset=_opt(str, sec.get("preset"), "eval.preset"),
-            patience=_opt(int, sec.get("patience"), "eval.patience"),
-            select=str(sec.get("select", "auto")).lower(),
+            batch_size=_opt(int, sec["batch_size"], "eval.batch_size"),
+            benchmark=_opt(str, sec["benchmark"], "eval.benchmark"),
+            preset=_opt(str, sec["preset"], "eval.preset"),
+            patience=_opt(int, sec["patience"], "eval.patience"),
+            select=str(sec["select"]).lower(),
         )
         _check("eval.select", e.select, ["auto", *SELECT_HIGHER])
         if e.benchmark is not None:
@@ -149,21 +159,21 @@ class EvalConfig:
 class DataConfig:
     """The engine's ``data.*`` keys (a method adds its own, read by the method)."""
 
-    val_fraction: float | None = None
-    shuffle: bool = True
-    drop_last: bool = True
-    feature_cache_dir: str | None = None
-    cache_batch_size: int = 32
+    val_fraction: float | None
+    shuffle: bool
+    drop_last: bool
+    feature_cache_dir: str | None
+    cache_batch_size: int
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> DataConfig:
-        sec = cfg.get("data", {})
+        sec = _engine_section(cfg, "data")
         return _section(
             cls,
-            cfg,
+            sec,
             "data",
-            val_fraction=_opt(float, sec.get("val_fraction"), "data.val_fraction"),
-            feature_cache_dir=_opt(str, sec.get("feature_cache_dir"), "data.feature_cache_dir"),
+            val_fraction=_opt(float, sec["val_fraction"], "data.val_fraction"),
+            feature_cache_dir=_opt(str, sec["feature_cache_dir"], "data.feature_cache_dir"),
         )
 
 
@@ -202,7 +212,7 @@ class OptimConfig:
             raise ConfigError(f"optim: a number is not a number ({exc})") from None
         o = _section(
             cls,
-            cfg,
+            sec,
             "optim",
             name=str(sec.get("name", "adam")).lower(),
             scheduler=str(sec.get("scheduler", "constant")).lower(),
