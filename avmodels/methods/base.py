@@ -199,45 +199,29 @@ class Method(nn.Module, abc.ABC):
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     def build_optimizer(self) -> torch.optim.Optimizer:
-        opt = self.cfg.get("optim", {})
-        kind = opt.get("name", "adam").lower()
-        lr = float(opt.get("lr", 1e-4))
-        wd = float(opt.get("weight_decay", 0.0))
-        groups = self.param_groups()
-        if kind == "adam":
-            return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
-        if kind == "adamw":
-            betas = tuple(opt.get("betas", (0.9, 0.999)))
-            return torch.optim.AdamW(groups, lr=lr, weight_decay=wd, betas=betas)
-        if kind == "sgd":
-            return torch.optim.SGD(
-                groups, lr=lr, weight_decay=wd, momentum=float(opt.get("momentum", 0.9))
-            )
-        raise ValueError(f"unknown optimiser {kind!r}; valid: adam, adamw, sgd")
+        """``optim.name`` from :data:`avmodels.engine.optimizers.OPTIMIZERS`."""
+        from avmodels.engine.config_sections import OptimConfig
+        from avmodels.engine.optimizers import OPTIMIZERS
+
+        opt = OptimConfig.from_config(self.cfg)
+        return OPTIMIZERS.get(opt.name)(self.param_groups(), opt)
 
     def build_scheduler(
         self, optimizer: torch.optim.Optimizer, steps_per_epoch: int
     ) -> torch.optim.lr_scheduler.LRScheduler | None:
         """A learning-rate scheduler stepped after every optimiser step, or None.
 
-        The default reads ``optim.scheduler``: ``constant`` (None, the
+        The default reads ``optim.scheduler`` from
+        :data:`avmodels.engine.optimizers.SCHEDULERS`: ``constant`` (None, the
         default), ``cosine`` (over ``train.epochs``) or ``step``
         (``optim.step_epochs``, ``optim.gamma``).
         """
-        opt = self.cfg.get("optim", {})
-        kind = str(opt.get("scheduler", "constant")).lower()
+        from avmodels.engine.config_sections import OptimConfig
+        from avmodels.engine.optimizers import SCHEDULERS
+
+        opt = OptimConfig.from_config(self.cfg)
         epochs = int(self.cfg.get("train", {}).get("epochs", 1))
-        total = max(1, steps_per_epoch * epochs)
-        if kind in ("constant", "none"):
-            return None
-        if kind == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-        if kind == "step":
-            step = max(1, int(opt.get("step_epochs", 30)) * steps_per_epoch)
-            return torch.optim.lr_scheduler.StepLR(
-                optimizer, step_size=step, gamma=float(opt.get("gamma", 0.1))
-            )
-        raise ValueError(f"unknown scheduler {kind!r}; valid: constant, cosine, step")
+        return SCHEDULERS.get(opt.scheduler)(optimizer, opt, steps_per_epoch, epochs)
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called before each training epoch (0-based)."""

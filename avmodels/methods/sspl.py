@@ -135,22 +135,6 @@ def _state_hash(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-_MODEL_DEFAULTS: dict[str, Any] = {
-    "pretrained": True,  # ImageNet VGG16 + AudioSet VGGish (frozen)
-    "frame_weights": None,  # path to vgg16-397923af.pth (default: the weights cache)
-    "vggish_weights": None,  # path to vggish-10086976.pth (default: the weights cache)
-    "image_size": 224,
-    "resize_ratio": 1.1,  # train: Resize(int(1.1 * 224) = 246) -> RandomCrop(224)
-    "audio_dim": 128,
-    "out_dim": 512,
-    "proj_dim": 2048,
-    "pred_hidden": 512,
-    "pcm": False,
-    "pcm_cycles": 4,
-    "cache_vggish": True,
-}
-
-
 @METHODS.register("sspl")
 class SSPL(Method):
     """SSPL without PCM (the paper's "SSPL (w/o PCM)")."""
@@ -160,7 +144,20 @@ class SSPL(Method):
     inputs = ("frame", "spectrogram")
     profile = "sspl"
     defaults: dict[str, Any] = {
-        "model": dict(_MODEL_DEFAULTS),
+        "model": {
+            "pretrained": True,  # ImageNet VGG16 + AudioSet VGGish (frozen)
+            "frame_weights": None,  # path to vgg16-397923af.pth (default: the weights cache)
+            "vggish_weights": None,  # path to vggish-10086976.pth (default: the weights cache)
+            "image_size": 224,
+            "resize_ratio": 1.1,  # train: Resize(int(1.1 * 224) = 246) -> RandomCrop(224)
+            "audio_dim": 128,
+            "out_dim": 512,
+            "proj_dim": 2048,
+            "pred_hidden": 512,
+            "pcm": False,
+            "pcm_cycles": 4,
+            "cache_vggish": True,
+        },
         "optim": {
             "name": "adamw",
             "betas": [0.9, 0.999],
@@ -179,7 +176,7 @@ class SSPL(Method):
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
-        m = {**_MODEL_DEFAULTS, **self.cfg.get("model", {})}
+        m = {**self.defaults["model"], **self.cfg.get("model", {})}
         self.model_cfg = m
         self.frame_net = vgg16.vgg16_features()
         self.vggish = vggish.VGGish()
