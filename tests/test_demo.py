@@ -88,6 +88,13 @@ def test_toy_chain_artefacts(toy):
     ids = {split: demo.read_list(p.split_list(split)) for split in demo.SPLITS}
     assert sum(len(v) for v in ids.values()) == 14 and all(ids.values())
 
+    # stages 1-4 are pipelines/synthav.yaml, run by avprep's pipeline runner
+    state = json.loads((s.root / ".pipeline" / "synthav.json").read_text())
+    assert set(state["stages"]) == {
+        "synth", "download", "extract", "pack-train", "pack-val", "pack-test",
+    }  # fmt: skip
+    assert (s.root / "urls.txt").read_text().count("http://127.0.0.1:") == 14
+
     # download: every clip came through the loopback server, byte for byte
     for split_ids in ids.values():
         for cid in split_ids:
@@ -154,8 +161,8 @@ def test_toy_chain_resumes(toy, capsys):
     capsys.readouterr()
     again = demo.run_demo(s)
     out = capsys.readouterr().out
-    assert "0 generated, 14 already there" in out  # synth
-    assert re.search(r"already done\s+14\n", out)  # download
+    assert "0 generated, 14 already there" in out  # synth (every step is called: each resumes)
+    assert re.search(r"14 clip\(s\) in the list, 14 already done, 0 attempted now", out)  # download
     assert "is finished: kept" in out  # train
     assert again.run_dir == first.run_dir
     assert (final.stat().st_mtime_ns, sha(final)) == before
@@ -163,8 +170,10 @@ def test_toy_chain_resumes(toy, capsys):
 
 
 def test_serve_folder_serves_and_closes(tmp_path):
+    from avprep.loopback import serve_folder
+
     (tmp_path / "a.bin").write_bytes(b"x" * 1000)
-    with demo.serve_folder(tmp_path) as base:
+    with serve_folder(tmp_path) as base:
         assert base.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(base + "a.bin", timeout=5) as r:  # noqa: S310 - loopback
             assert r.read() == b"x" * 1000
@@ -274,8 +283,10 @@ def test_nan_metrics_render_as_na(tmp_path):
 def test_loopback_is_kept_away_from_a_proxy(monkeypatch):
     monkeypatch.setenv("no_proxy", "example.org")
     monkeypatch.delenv("NO_PROXY", raising=False)
-    demo.bypass_proxy_for_loopback()
-    demo.bypass_proxy_for_loopback()  # idempotent
+    from avprep.loopback import bypass_proxy_for_loopback
+
+    bypass_proxy_for_loopback()
+    bypass_proxy_for_loopback()  # idempotent
     import os
 
     assert os.environ["no_proxy"] == "example.org,127.0.0.1,localhost"
