@@ -238,7 +238,7 @@ def synth(
     if result.failed:
         clip, reason = next(iter(result.failed.items()))
         raise MediaError(
-            f"{text}\n{len(result.failed)} clip(s) failed (first: {clip}: {reason}); "
+            f"{len(result.failed)} clip(s) failed (first: {clip}: {reason}); "
             "rerun the same command to retry them"
         )
     return text
@@ -474,7 +474,10 @@ def verify(
         folder, hashes=not no_hash, content=not no_content, jobs=jobs, progress=progress
     )
     if not report.ok:
-        raise StoreError(f"{report.format()}\n{len(report.problems)} problem(s) found in {folder}")
+        raise StoreError(
+            f"{len(report.problems)} problem(s) found in {folder} (first: {report.problems[0]}); "
+            f"`avprep verify {folder}` lists them"
+        )
     return report.format()
 
 
