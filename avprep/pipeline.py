@@ -249,9 +249,9 @@ def run_pipeline(
         kwargs = stage.kwargs(variables)
         if "progress" in stage.step.parameters() and "progress" not in kwargs:
             kwargs["progress"] = progress
-        echo(f"[{stage.name}] {described}")
         t0 = time.monotonic()
         with around(stage) if around else contextlib.nullcontext():
+            echo(f"[{stage.name}] {described}")
             try:
                 text = stage.step.function()(**kwargs)
             except AvprepError as exc:
