@@ -186,6 +186,20 @@ def test_serve_folder_serves_and_closes(tmp_path):
         urllib.request.urlopen(base + "a.bin", timeout=2)  # noqa: S310
 
 
+def test_loopback_server_counts_requests_and_binds_loopback_only(tmp_path):
+    from avprep.loopback import LoopbackServer
+
+    (tmp_path / "v.mp4").write_bytes(b"0123456789")
+    with LoopbackServer(tmp_path) as srv:
+        assert srv.httpd.server_address[0] == "127.0.0.1"
+        req = urllib.request.Request(srv.url("v.mp4"), headers={"X-Probe": "1"})
+        with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 - loopback
+            assert r.read() == b"0123456789"
+    assert srv.hits["/v.mp4"] == 1
+    assert srv.requests[0][0] == "/v.mp4" and srv.requests[0][1]["X-Probe"] == "1"
+    assert srv.httpd.stopping.is_set()
+
+
 def test_recipes_match_the_registries():
     from avmodels.engine.config import resolve_config
     from avprep.profiles import get_profile
