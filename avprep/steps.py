@@ -482,16 +482,26 @@ def verify(
 
 
 def pairs(
-    *, in_: str, out: str, seconds: float = 1.0, window: str = "aligned", progress: bool = True
+    *,
+    in_: str,
+    out: str,
+    seconds: float = 1.0,
+    window: str = "aligned",
+    ids: str | None = None,
+    progress: bool = True,
 ) -> str:
     """``avprep pairs``: a 1 fps extraction as one clip per (frame, its own audio)."""
     from avprep.frame_pairs import split_pairs
+    from avprep.idspec import read_ids
 
-    c = split_pairs(in_, out, seconds=seconds, window=window, progress=progress)
+    listed = read_ids(ids) if ids else None
+    c = split_pairs(in_, out, seconds=seconds, window=window, progress=progress, ids=listed)
     text = (
         f"{c['clips']} clips -> {c['pairs']} pairs written, {c['kept']} kept from an earlier "
         f"run, {c['failed']} pairs failed, {c['skipped_clips']} clips without sampled frames"
     )
+    if c.get("not_extracted"):
+        text += f"; {c['not_extracted']} listed clips are not in the extraction"
     if c["pairs"] + c["kept"] == 0:
         raise MediaError(f"{text}; no pair was written")
     return text

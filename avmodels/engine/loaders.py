@@ -27,7 +27,8 @@ from avprep.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-LOADERS = ("torch", "ring")
+from avmodels.engine.loader_kinds import LOADERS  # noqa: E402  (train.loader's choices)
+
 INPUTS = ("auto", "cpu", "gpu")
 
 
@@ -59,8 +60,7 @@ def make_loader(
     as views valid until the next batch (the training loop is done with a
     batch when it asks for the next).
     """
-    if kind not in LOADERS:
-        raise ConfigError(f"unknown train.loader {kind!r}; valid: {', '.join(LOADERS)}")
+    LOADERS.get(kind)  # an unknown name: ConfigError listing the registered ones
     if kind == "ring":
         from torch.utils.data import BatchSampler, SequentialSampler
 
