@@ -247,3 +247,30 @@ def test_normalize_matches_to_tensor_then_normalize():
     x = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8)
     ref = torch.stack([TF.normalize(i.float() / 255, IMAGENET_MEAN, IMAGENET_STD) for i in x])
     assert torch.equal(ba.normalize(x), ref)
+
+
+def test_shared_code_knows_no_method_and_reads_each_methods_hook():
+    """batch_augment imports no method module: each method's transform declares its
+    batched form (``batch_augment()``); one without the hook keeps the per-sample path."""
+    import ast
+    import inspect
+
+    from avmodels.methods import METHODS
+
+    method_modules = {type.__module__ for _, type in METHODS.items()}
+    assert {"avmodels.methods.sspl", "avmodels.methods.htf"} <= method_modules
+    tree = ast.parse(inspect.getsource(ba))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not imported & method_modules, imported & method_modules
+    # the hooks the methods declare give the shared classes
+    assert isinstance(ba.batched(SsplTransform(32, 1.1, True)), ba.CropFlipViews)
+    assert isinstance(ba.batched(SslTieSample(_ssl_tie_cfg(), True)), ba.MocoV2Batch)
+    assert isinstance(ba.batched(HtfSample(_htf_cfg(), True)), ba.FrameFlowCropBatch)
+    assert ba.batched(SslTieSample(_ssl_tie_cfg(image="none"), True)) is None
+
+    class NoHook:
+        def __call__(self, sample):
+            return sample
+
+    assert ba.batched(NoHook()) is None

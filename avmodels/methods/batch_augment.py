@@ -1,8 +1,10 @@
 """The methods' frame augmentations applied to whole batches of uint8 frames.
 
-The per-sample transforms (``SsplTransform``, ``SslTieSample``/``MocoV2``,
-``HtfSample``/``FrameFlowCrop``) run PIL on one frame at a time; on two cores
-that, not reading, bounds the training input. Here each is split in two:
+The per-sample frame augmentations (SSPL's resize + two crop/flip views,
+:class:`~avmodels.methods.augment.MocoV2`,
+:class:`~avmodels.methods.augment.FrameFlowCrop`) run PIL on one frame at a
+time; on two cores that, not reading, bounds the training input. Here each is
+split in two:
 
 - ``prepare(sample)``, run per sample inside the sample's seeded RNG block
   (:class:`avmodels.data.MethodDataset`): everything that is not frame pixels
@@ -37,9 +39,13 @@ measures it; docs/training.md gives the figures):
 - HTF's flow: on the CPU cv2's INTER_CUBIC, as the per-sample transform; on
   the GPU torch's bicubic (a = -0.75, no antialias, edge-clamped: within 4e-5).
 
-A method (or option) without a batched form here, e.g. HTF's
-``legacy_flow`` or MSSL, keeps its per-sample transform: :func:`batched`
-returns ``None``.
+Nothing here knows a method. A method's per-sample training transform
+declares its batched form with a ``batch_augment()`` method returning one of
+the classes below (built from its own frame augmentation and a ``rest``
+callable giving everything that is not the frame), or ``None``;
+:func:`batched` only asks for it. A transform without the hook (MSSL, LVS,
+...) or whose hook returns ``None`` (HTF's ``legacy_flow``, test transforms)
+keeps the per-sample path.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ import functools
 import io
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -327,10 +334,25 @@ def batch_frames(batch: dict[str, Any], device: torch.device | str) -> torch.Ten
 
 
 # -- the methods ---------------------------------------------------------------
+Rest = Callable[[dict[str, Any]], dict[str, Any]]
+
+
 class BatchedTransform:
-    """Base of a method's batched transform (see the module docstring)."""
+    """Base of a batched frame augmentation (see the module docstring).
+
+    ``rest(sample)`` gives the method's outputs other than the frame (spectrogram,
+    cached embeddings, ...); :meth:`prepare` calls it first, in the sample's
+    seeded RNG block, then draws the frame parameters: a ``rest`` that draws
+    (SpecAugment) must come before the frame's draws in the per-sample transform.
+    """
 
     needs_shape = False  # prepare() needs the frame's (H, W) as sample["frame_hw"]
+
+    def __init__(self, rest: Rest) -> None:
+        self.rest = rest
+
+    def _rest(self, sample: dict[str, Any]) -> dict[str, Any]:
+        return {"clip_id": str(sample["clip_id"]), **self.rest(sample)}
 
     def prepare(self, sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         raise NotImplementedError
@@ -339,26 +361,40 @@ class BatchedTransform:
         raise NotImplementedError
 
 
-class SsplBatch(BatchedTransform):
-    """SSPL's train views: Resize(int(1.1 S)) once, then two (crop, flip) per sample."""
+class CropFlipViews(BatchedTransform):
+    """Resize(short side, bicubic) once, then per view a RandomCrop + RandomHorizontalFlip
+    (SSPL's two training views); :meth:`of` checks the per-sample ``Compose``."""
 
     needs_shape = True
 
-    def __init__(self, per_sample: Any) -> None:
-        steps = per_sample.image.transforms
-        resize_t, crop_t, flip_t = steps[0], steps[1], steps[2]
-        self.short = int(resize_t.size if isinstance(resize_t.size, int) else resize_t.size[0])
-        self.size = int(crop_t.size[0])
-        self.p_flip = float(flip_t.p)
-        self.views = ("view1", "view2")
-        self.per_sample = per_sample
+    def __init__(self, short: int, size: int, p_flip: float, views: tuple[str, ...],
+                 rest: Rest) -> None:  # fmt: skip
+        super().__init__(rest)
+        self.short, self.size, self.p_flip, self.views = short, size, p_flip, tuple(views)
+
+    @classmethod
+    def of(cls, image: T.Compose, views: tuple[str, ...], rest: Rest) -> CropFlipViews | None:
+        """The batched form of ``image`` (Resize, RandomCrop, RandomHorizontalFlip, then
+        ToTensor/Normalize), or None when its steps are not those."""
+        steps = image.transforms
+        if not (
+            len(steps) >= 3
+            and isinstance(steps[0], T.Resize)
+            and steps[0].interpolation == T.InterpolationMode.BICUBIC
+            and isinstance(steps[1], T.RandomCrop)
+            and isinstance(steps[2], T.RandomHorizontalFlip)
+            and steps[1].padding is None
+        ):
+            return None
+        size = steps[0].size
+        short = int(size if isinstance(size, int) else size[0])
+        return cls(short, int(steps[1].size[0]), float(steps[2].p), views, rest)
 
     def _resized_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
         return _short_side_size(int(hw[0]), int(hw[1]), self.short)
 
     def prepare(self, sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        from avmodels.methods.sspl import EMBEDDING_KEY, _spectrogram_of
-
+        out = self._rest(sample)
         h, w = self._resized_hw(sample["frame_hw"])
         crops, flips = [], []
         for _ in self.views:  # RandomCrop.get_params then RandomHorizontalFlip, per view
@@ -369,11 +405,6 @@ class SsplBatch(BatchedTransform):
                 j = int(torch.randint(0, w - self.size + 1, size=(1,)).item())
             crops.append((i, j))
             flips.append(bool(torch.rand(1) < self.p_flip))
-        out: dict[str, Any] = {"clip_id": str(sample["clip_id"])}
-        if EMBEDDING_KEY in sample:
-            out[EMBEDDING_KEY] = torch.as_tensor(np.asarray(sample[EMBEDDING_KEY], np.float32))
-        else:
-            out["spectrogram"] = torch.from_numpy(_spectrogram_of(sample))
         params = {"crop": torch.tensor(crops, dtype=torch.int64), "flip": torch.tensor(flips)}
         return out, params
 
@@ -391,14 +422,14 @@ class SsplBatch(BatchedTransform):
         return {"clip_id": batch.pop("clip_id"), **views, **batch}
 
 
-class SslTieBatch(BatchedTransform):
-    """SSL-TIE's moco_v2 frame augmentation and SpecAugment, parameters per sample."""
+class MocoV2Batch(BatchedTransform):
+    """:class:`~avmodels.methods.augment.MocoV2` (SSL-TIE's frames), parameters per sample."""
 
     needs_shape = True
 
-    def __init__(self, per_sample: Any) -> None:
-        self.per_sample = per_sample
-        steps = per_sample.frame.pipeline.transforms
+    def __init__(self, frame: MocoV2, rest: Rest) -> None:
+        super().__init__(rest)
+        steps = frame.pipeline.transforms
         self.rrc: T.RandomResizedCrop = steps[0]
         self.jitter_p = float(steps[1].p)
         self.jitter: T.ColorJitter = steps[1].transforms[0]
@@ -413,11 +444,28 @@ class SslTieBatch(BatchedTransform):
         self.mode = {T.InterpolationMode.BILINEAR: "bilinear",
                      T.InterpolationMode.BICUBIC: "bicubic"}[mode]  # fmt: skip
 
+    @classmethod
+    def of(cls, frame: Any, rest: Rest) -> MocoV2Batch | None:
+        """The batched form of ``frame`` if it is a :class:`MocoV2` with its usual steps."""
+        if not isinstance(frame, MocoV2):
+            return None
+        steps = frame.pipeline.transforms
+        ok = (
+            len(steps) in (4, 5)
+            and isinstance(steps[0], T.RandomResizedCrop)
+            and isinstance(steps[1], T.RandomApply)
+            and isinstance(steps[1].transforms[0], T.ColorJitter)
+            and isinstance(steps[2], T.RandomGrayscale)
+            and isinstance(steps[3], T.RandomApply)
+            and isinstance(steps[3].transforms[0], _GaussianBlur)
+            and (len(steps) == 4 or isinstance(steps[4], T.RandomHorizontalFlip))
+            and steps[0].interpolation
+            in (T.InterpolationMode.BILINEAR, T.InterpolationMode.BICUBIC)
+        )
+        return cls(frame, rest) if ok else None
+
     def prepare(self, sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        ps = self.per_sample
-        spec = ps.spec(sample)
-        if ps.spec_aug is not None:  # drawn first, as SslTieSample does
-            spec = ps.spec_aug(spec)
+        out = self._rest(sample)  # SpecAugment draws first, as the per-sample transform
         h, w = sample["frame_hw"]
         box = T.RandomResizedCrop.get_params(_size_only(int(h), int(w)), self.rrc.scale,
                                              self.rrc.ratio)  # fmt: skip
@@ -447,7 +495,7 @@ class SslTieBatch(BatchedTransform):
             "radius": torch.tensor(radius, dtype=torch.float64),
             "flip": torch.tensor(flip),
         }
-        return {"clip_id": str(sample["clip_id"]), "spectrogram": spec}, params
+        return out, params
 
     def finish(self, batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
         p = pop_params(batch)
@@ -527,15 +575,19 @@ def resize_flow(flow: torch.Tensor, nh: int, nw: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-class HtfBatch(BatchedTransform):
-    """Hear-The-Flow's paired frame/flow resize, crop and flip (signed flow)."""
+class FrameFlowCropBatch(BatchedTransform):
+    """:class:`~avmodels.methods.augment.FrameFlowCrop` (HTF's paired frame/flow resize,
+    crop and flip, signed flow) on a batch; not its ``legacy`` form."""
 
     needs_shape = True
 
-    def __init__(self, per_sample: Any) -> None:
-        self.per_sample = per_sample
-        pair: FrameFlowCrop = per_sample.pair
+    def __init__(self, pair: FrameFlowCrop, rest: Rest) -> None:
+        super().__init__(rest)
         self.size, self.train, self.p_flip = pair.size, pair.train, pair.p_flip
+
+    @classmethod
+    def of(cls, pair: FrameFlowCrop, rest: Rest) -> FrameFlowCropBatch | None:
+        return cls(pair, rest) if pair.train and not pair.legacy else None
 
     def _hw(self, hw: tuple[int, int]) -> tuple[int, int]:
         if not self.train:
@@ -553,7 +605,7 @@ class HtfBatch(BatchedTransform):
             i = int(torch.randint(0, nh - self.size + 1, (1,)))
             j = int(torch.randint(0, nw - self.size + 1, (1,)))
             flip = float(torch.rand(1)) < self.p_flip
-        out = {"clip_id": str(sample["clip_id"]), "spectrogram": self.per_sample.spec(sample)}
+        out = self._rest(sample)
         params = {"crop": torch.tensor([i, j], dtype=torch.int64), "flip": torch.tensor(flip)}
         return out, params
 
@@ -584,38 +636,7 @@ class HtfBatch(BatchedTransform):
 
 
 def batched(per_sample: Any) -> BatchedTransform | None:
-    """The batched form of a method's per-sample *training* transform, or None."""
-    from avmodels.methods.htf import HtfSample
-    from avmodels.methods.ssl_tie import SslTieSample
-    from avmodels.methods.sspl import SsplTransform
-
-    if isinstance(per_sample, SsplTransform) and per_sample.train:
-        steps = per_sample.image.transforms
-        if (
-            len(steps) >= 3
-            and isinstance(steps[0], T.Resize)
-            and steps[0].interpolation == T.InterpolationMode.BICUBIC
-            and isinstance(steps[1], T.RandomCrop)
-            and isinstance(steps[2], T.RandomHorizontalFlip)
-            and steps[1].padding is None
-        ):
-            return SsplBatch(per_sample)
-        return None
-    if isinstance(per_sample, SslTieSample) and isinstance(per_sample.frame, MocoV2):
-        steps = per_sample.frame.pipeline.transforms
-        ok = (
-            len(steps) in (4, 5)
-            and isinstance(steps[0], T.RandomResizedCrop)
-            and isinstance(steps[1], T.RandomApply)
-            and isinstance(steps[1].transforms[0], T.ColorJitter)
-            and isinstance(steps[2], T.RandomGrayscale)
-            and isinstance(steps[3], T.RandomApply)
-            and isinstance(steps[3].transforms[0], _GaussianBlur)
-            and (len(steps) == 4 or isinstance(steps[4], T.RandomHorizontalFlip))
-            and steps[0].interpolation
-            in (T.InterpolationMode.BILINEAR, T.InterpolationMode.BICUBIC)
-        )
-        return SslTieBatch(per_sample) if ok else None
-    if isinstance(per_sample, HtfSample) and not per_sample.pair.legacy and per_sample.pair.train:
-        return HtfBatch(per_sample)
-    return None
+    """The batched form a per-sample *training* transform declares (its
+    ``batch_augment()`` hook), or None: that transform keeps the per-sample path."""
+    hook = getattr(per_sample, "batch_augment", None)
+    return hook() if callable(hook) else None
