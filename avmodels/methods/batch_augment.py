@@ -117,11 +117,9 @@ def crop_flip(
     fmt = torch.channels_last if cl and not x.is_contiguous() else torch.contiguous_format
     out = torch.empty((x.shape[0], x.shape[1], size, size), dtype=x.dtype, device=x.device,
                       memory_format=fmt)  # fmt: skip
-    for b, (i, j) in enumerate(zip(top.tolist(), left.tolist(), strict=True)):
-        out[b] = x[b, :, i : i + size, j : j + size]
-    if bool(flip.any()):
-        m = flip.to(x.device)
-        out[m] = out[m].flip(-1)
+    for b, (i, j, f) in enumerate(zip(top.tolist(), left.tolist(), flip.tolist(), strict=True)):
+        block = x[b, :, i : i + size, j : j + size]
+        out[b].copy_(block.flip(-1) if f else block)  # mirrored as it is copied: one pass
     return out
 
 
@@ -618,15 +616,18 @@ class FrameFlowCropBatch(BatchedTransform):
         x = resize(x, (nh, nw), "bicubic")
         fh, fw = flow.shape[-2:]
         flow = resize_flow(flow, nh, nw)
-        flow = flow * torch.tensor([nw / fw, nh / fh], device=flow.device).view(1, 2, 1, 1)
+        # the vectors are in pixels: they scale with the resize (float32 factors, as the
+        # per-sample transform); applied to the crops only, where x * -s == -(x * s)
+        scale = torch.tensor([nw / fw, nh / fh]).repeat(len(flow), 1)
         if self.train:
             top, left, flip = p["crop"][:, 0], p["crop"][:, 1], p["flip"]
             frame = crop_flip_normalize(x, top, left, self.size, flip)
             flow = crop_flip(flow, top, left, self.size, flip)
-            m = flip.to(flow.device)
-            flow[:, 0][m] = -flow[:, 0][m]  # x motion points the other way in a mirror
+            scale[flip, 0] = -scale[flip, 0]  # x motion points the other way in a mirror
+            flow = flow.mul_(scale.to(flow.device).view(-1, 2, 1, 1))  # the crops: new tensors
         else:
             frame = normalize(x)
+            flow = flow * scale.to(flow.device).view(-1, 2, 1, 1)
         return {
             "clip_id": batch.pop("clip_id"),
             "frame": frame,
