@@ -23,6 +23,7 @@ COMMANDS = {
     "report": "avmodels.commands.report:report",
     "benchmark": "avmodels.commands.benchmark:benchmark",
     "pseudo-labels": "avmodels.commands.pseudo_labels:pseudo_labels",
+    "ave-match": "avmodels.commands.ave_match:ave_match",
 }
 
 

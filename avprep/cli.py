@@ -25,6 +25,7 @@ COMMANDS = {
     "chaotic-world": "avprep.commands.chaotic:chaotic_world",
     "htf-test-times": "avprep.commands.htf:htf_test_times",
     "pairs": "avprep.commands.pairs:pairs",
+    "audioset-instrument": "avprep.commands.audioset_instrument:audioset_instrument",
 }
 
 

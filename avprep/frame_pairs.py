@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,14 @@ WINDOWS = ("aligned", "centred")
 
 def pair_id(clip_id: str, index: int) -> str:
     return f"{clip_id}.t{index:02d}"
+
+
+def split_pair_id(pid: str) -> tuple[str, int] | None:
+    """``(clip id, frame index)`` of a ``<id>.tNN`` pair id; None for any other id."""
+    clip, sep, index = pid.rpartition(".t")
+    if not sep or not clip or not index.isdigit():
+        return None
+    return clip, int(index)
 
 
 def window_start(t: float, seconds: float, window: str) -> float:
@@ -116,8 +125,13 @@ def split_pairs(
     seconds: float = 1.0,
     window: str = "aligned",
     progress: bool = True,
+    ids: Sequence[str] | None = None,
 ) -> dict[str, int]:
-    """Write the pairs of every clip of ``in_dir`` into ``out_dir``; returns counts."""
+    """Write the pairs of every clip of ``in_dir`` into ``out_dir``; returns counts.
+
+    ``ids``: only these clips (e.g. AVE's ``trainSet.txt``: one pairs folder per
+    split); ``counts["not_extracted"]`` says how many of them the extraction lacks.
+    """
     from tqdm import tqdm
 
     src, out = Path(in_dir), Path(out_dir)
@@ -143,11 +157,16 @@ def split_pairs(
             pairs_of=str(src.resolve()),
         )
     counts = {"clips": 0, "pairs": 0, "kept": 0, "failed": 0, "skipped_clips": 0}
+    wanted = None if ids is None else set(ids)
     done_by_parent: dict[str, int] = {}
     for r in manifest.records():
         if r.status == OK and r.meta.get("parent"):
             done_by_parent[r.meta["parent"]] = done_by_parent.get(r.meta["parent"], 0) + 1
-    for rec in tqdm(list(source.records()), unit="clip", disable=not progress):
+    records = [r for r in source.records() if wanted is None or r.clip_id in wanted]
+    if wanted is not None:
+        have = {r.clip_id for r in records if r.status == OK}
+        counts["not_extracted"] = len(wanted - have)
+    for rec in tqdm(records, unit="clip", disable=not progress):
         if rec.status != OK:
             continue
         counts["clips"] += 1

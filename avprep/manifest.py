@@ -232,7 +232,7 @@ def is_done(record: ClipRecord | None, out_dir: str | os.PathLike) -> bool:
     ``record.outputs`` holds paths relative to ``out_dir`` (a file or a
     folder); a record with no outputs is not done. Extraction and released
     folders use this as it is; download adds its own checks on top
-    (:func:`avprep.stages.download._is_done`).
+    (:func:`avprep.stages.download.is_done`).
     """
     if record is None or not record.ok or not record.outputs:
         return False

@@ -81,3 +81,22 @@ def test_windows_and_refusals(extracted, tmp_path):
     assert res.exit_code != 0  # every 5 s window leaves the 4 s clip: nothing written
     failed = [r for r in Manifest(tmp_path / "p" / "manifest.jsonl").records()]
     assert failed and all(r.status == "failed" for r in failed)
+
+
+def test_pairs_of_the_listed_clips_only(extracted, tmp_path):
+    """One pairs folder per AVE split: --ids takes the split list (its & format detected)."""
+    listed = tmp_path / "testSet.txt"
+    listed.write_text("Church bell&clipA&good&0&4\nDog barking&notextracted&good&1&3\n")
+    out = tmp_path / "p"
+    res = CliRunner().invoke(cli, ["pairs", "--in", str(extracted / "x"), "--out", str(out),
+                                   "--ids", str(listed), "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("1 clips ->")
+    assert "1 listed clips are not in the extraction" in res.output
+    parents = {r.meta.get("parent") for r in Manifest(out / "manifest.jsonl").records()}
+    assert parents == {"clipA"}
+    other = tmp_path / "other.txt"
+    other.write_text("Dog barking&notextracted&good&1&3\n")
+    res = CliRunner().invoke(cli, ["pairs", "--in", str(extracted / "x"), "--out",
+                                   str(tmp_path / "q"), "--ids", str(other)])  # fmt: skip
+    assert res.exit_code != 0 and "no pair was written" in res.output

@@ -151,15 +151,27 @@ class Trainer:
     # -- setup -----------------------------------------------------------------------
     def _build_loader(self) -> None:
         cfg, env, data, tc = self.cfg, self.env, self.data, self.cfg["train"]
-        self.sampler = EpochSampler(
-            len(data.train),
+        # a method may batch its own way (mssl's scenes of several clips x pairs)
+        own = getattr(self.method, "train_sampler", None)
+        self.sampler = own and own(
+            data.train.ids,
             batch_size=self.batch_size,
             rank=self.plan.rank,
             world_size=self.plan.world_size,
-            shuffle=bool(cfg["data"]["shuffle"]),
             seed=int(tc["seed"]),
             drop_last=bool(cfg["data"]["drop_last"]),
         )
+        if self.sampler is None:
+            self.sampler = EpochSampler(
+                len(data.train),
+                batch_size=self.batch_size,
+                rank=self.plan.rank,
+                world_size=self.plan.world_size,
+                shuffle=bool(cfg["data"]["shuffle"]),
+                seed=int(tc["seed"]),
+                drop_last=bool(cfg["data"]["drop_last"]),
+            )
+        rows_per_batch = getattr(self.sampler, "rows_per_batch", self.batch_size)
         self.steps_per_epoch = self.sampler.batches_per_epoch()
         if self.steps_per_epoch == 0:
             raise ConfigError(
@@ -168,7 +180,7 @@ class Trainer:
             )
         self.loader = make_loader(
             data.train,
-            batch_size=self.batch_size,
+            batch_size=rows_per_batch,
             sampler=self.sampler,
             num_workers=int(tc["num_workers"]),
             pin_memory=env.device.type == "cuda",

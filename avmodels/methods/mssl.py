@@ -33,7 +33,7 @@ as two half-products instead of on a (B, B, 1024) concatenation (same function).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,7 @@ from avmodels.methods.construction import (
     small_smoke_model,
     stream_kwargs,
 )
+from avmodels.methods.mssl_batching import SceneSampler, check_batching
 from avmodels.methods.pseudo_labels import FALLBACKS, LabelLookup, OnlineKMeans
 from avprep.errors import ConfigError, InputError
 
@@ -75,18 +76,25 @@ def pair_logits(avc: nn.Sequential, aud: torch.Tensor, img: torch.Tensor) -> tor
     return rest(ha[:, None, :] + hv[None, :, :] + first.bias)
 
 
-def balanced_pair_loss(logits: torch.Tensor) -> torch.Tensor:
+def balanced_pair_loss(logits: torch.Tensor, pairs_per_clip: int = 1) -> torch.Tensor:
     """Cross-entropy of the (B, B, 2) pair logits, target 1 on the diagonal.
 
     Mean over matched pairs / 2 + mean over mismatched pairs / 2 (the B matched
     pairs weigh as much as the B^2 - B mismatched ones). A batch of one has no
-    mismatched pair: its term is 0.
+    mismatched pair: its term is 0. ``pairs_per_clip`` > 1 (scene batches,
+    :mod:`avmodels.methods.mssl_batching`): rows come in blocks of that many
+    seconds of one clip, and two seconds of the same clip are not a negative
+    (the original contrasts each pair with other clips only).
     """
     b = logits.shape[0]
     target = torch.eye(b, dtype=torch.long, device=logits.device).reshape(-1)
     ce = F.cross_entropy(logits.reshape(-1, 2).float(), target, reduction="none")
     pos = ce[target == 1].mean()
-    neg = ce[target == 0].mean() if b > 1 else ce.sum() * 0.0
+    negative = target == 0
+    if pairs_per_clip > 1:
+        clip = torch.arange(b, device=logits.device) // pairs_per_clip
+        negative = negative & (clip[:, None] != clip[None, :]).reshape(-1)
+    neg = ce[negative].mean() if bool(negative.any()) else ce.sum() * 0.0
     return pos / 2 + neg / 2
 
 
@@ -254,6 +262,12 @@ class MultiSource(Method):
             "audio_seconds": None,
             "spec_divisor": 1.0,
             "peak_normalize": "none",  # none | test (the original's test loader) | both
+            # pairs: every stored pair a sample (new/) | scenes: train.batch_size scenes of
+            # data.mix clips x data.frames_per_clip consecutive pairs (main.py; mssl_batching)
+            "batching": "pairs",
+            "mix": 4,  # main.py's --mix default (scenes only)
+            "frames_per_clip": 4,  # main.py's --frame default (scenes only)
+            "window_rule": "ave",  # ave: utils/dataset.py's starts | audioset: audioset_data.py's
         },
         "augment": {"hflip": 0.5},
         "labels": {
@@ -298,6 +312,9 @@ class MultiSource(Method):
             raise ConfigError(f"data.peak_normalize {peak!r}; valid: {', '.join(PEAK_MODES)}")
         if peak != "none" and self.cfg["data"]["spectrogram"] != "audio":
             raise ConfigError("data.peak_normalize needs data.spectrogram=audio")
+        d = self.cfg["data"]
+        check_batching(d["batching"], d["mix"], d["frames_per_clip"], d["window_rule"])
+        self.scene_frames = int(d["frames_per_clip"]) if d["batching"] == "scenes" else 1
         if self.cfg["optim"]["lr"] is None:
             self.cfg["optim"]["lr"] = STAGE_LR[self.stage]
         self.run_notes = label_source_notes(lab)  # logged and recorded by the training engine
@@ -391,6 +408,21 @@ class MultiSource(Method):
     def sample_transform(self, train: bool) -> Callable[[dict[str, Any]], dict[str, Any]]:
         return MsslSample(self.cfg, train)
 
+    def train_sampler(self, ids: Sequence[str], **kw: Any) -> SceneSampler | None:
+        """``data.batching=scenes``: the original's scene batches (train.batch_size scenes)."""
+        d = self.cfg["data"]
+        if d["batching"] != "scenes":
+            return None
+        scenes = kw.pop("batch_size")
+        return SceneSampler(
+            ids,
+            scenes=scenes,
+            mix=d["mix"],
+            frames=d["frames_per_clip"],
+            rule=d["window_rule"],
+            **kw,
+        )
+
     # -- model -------------------------------------------------------------
     def _encode(self, batch: Batch) -> dict[str, torch.Tensor]:
         feat_a = self.audio(batch["spectrogram"])
@@ -453,7 +485,8 @@ class MultiSource(Method):
         return self._losses(batch, enc)
 
     def _losses(self, batch: Batch, enc: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        avc = balanced_pair_loss(pair_logits(self.avc, enc["pooled_a"], enc["pooled_v"]))
+        per_clip = self.scene_frames if self.training else 1  # scene batches in training only
+        avc = balanced_pair_loss(pair_logits(self.avc, enc["pooled_a"], enc["pooled_v"]), per_clip)
         lab_a, lab_v, w = self._targets(batch, enc)
         loss_a = self._class_loss(enc["cls_a"], lab_a, w)
         loss_v = self._class_loss(enc["cls_v"], lab_v, w)

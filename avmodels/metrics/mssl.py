@@ -189,10 +189,12 @@ def map_key(ytid: str, second: int, category: int | None = None) -> str:
 
 def key_of_pair(pair_id: str, category: int | None = None) -> str:
     """The map key of a store row made by ``avprep pairs`` (``<ytid>.tNN``)."""
-    ytid, sep, index = pair_id.rpartition(".t")
-    if not sep or not ytid or not index.isdigit():
+    from avprep.frame_pairs import split_pair_id
+
+    parts = split_pair_id(pair_id)
+    if parts is None:
         raise InputError(f"{pair_id!r} is not a pair id <ytid>.tNN (avprep pairs)")
-    return map_key(ytid, int(index), category)
+    return map_key(parts[0], parts[1], category)
 
 
 def evaluate_instrument(

@@ -30,8 +30,17 @@ from avprep.frame_pairs import WINDOWS
     show_default=True,
     help="aligned: frame i gets [floor(t_i), +seconds) (Multi-Source); centred: t_i -+ s/2.",
 )
+@click.option(
+    "--ids",
+    "ids_spec",
+    metavar="LIST",
+    help="Only these clips: an id list in any format `avprep metadata` reads (AVE's "
+    "trainSet.txt / valSet.txt / testSet.txt too) or a registry name.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def pairs(in_dir: str, out_dir: str, seconds: float, window: str, no_progress: bool) -> None:
+def pairs(
+    in_dir: str, out_dir: str, seconds: float, window: str, ids_spec: str | None, no_progress: bool
+) -> None:
     """Turn an `--frame-at fps:1` extraction into one clip per (frame, audio) pair.
 
     Each pair becomes clip `<id>.tNN` (NN = the frame's index) with the frame,
@@ -44,13 +53,22 @@ def pairs(in_dir: str, out_dir: str, seconds: float, window: str, no_progress: b
           --audio-window start --audio-seconds 10
       avprep pairs --in ave-x/ --out ave-pairs/
       avprep pack-h5 --in ave-pairs/ --out ave-h5/ --split train
+      avprep pairs --in ave-x/ --out ave-test-pairs/ --ids AVE_Dataset/testSet.txt
     """
     from avprep.frame_pairs import split_pairs
+    from avprep.idspec import read_ids
 
-    c = split_pairs(in_dir, out_dir, seconds=seconds, window=window, progress=not no_progress)
+    ids = read_ids(ids_spec) if ids_spec else None
+    c = split_pairs(
+        in_dir, out_dir, seconds=seconds, window=window, progress=not no_progress, ids=ids
+    )
     click.echo(
         f"{c['clips']} clips -> {c['pairs']} pairs written, {c['kept']} kept from an earlier "
         f"run, {c['failed']} pairs failed, {c['skipped_clips']} clips without sampled frames"
     )
+    if c.get("not_extracted"):
+        click.echo(
+            f"{c['not_extracted']} listed clips are not in the extraction (not extracted or failed)"
+        )
     if c["pairs"] + c["kept"] == 0:
         raise click.ClickException("no pair was written (see the messages above)")

@@ -24,6 +24,7 @@ from avprep.recipes import (  # noqa: F401 - registers formats  # noqa: F401, E4
     ave,
     binary,
     chaotic,
+    clip_table,
     filelists,
     flickr,
     protocols,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -92,21 +93,30 @@ def read_video_ids(path: str | os.PathLike) -> list[str]:
 
 
 def read_segments(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
-    """``{ytid: (start, end)}`` from one of AudioSet's segment CSVs."""
+    """``{ytid: (start, end)}`` from one of AudioSet's segment CSVs (first row of an id kept)."""
     out: dict[str, tuple[float, float]] = {}
     try:
-        fh = open(path, newline="")
+        fh = open(path, newline="", encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"AudioSet segments file not found: {path}") from None
-    with fh:
-        for n, row in enumerate(csv.reader(fh, skipinitialspace=True), 1):
-            if not row or row[0].startswith("#"):
-                continue
-            try:
-                start, end = float(row[1]), float(row[2])
-            except (IndexError, ValueError):
-                raise InputError(f"{path}:{n}: expected 'YTID, start, end, labels'") from None
-            out.setdefault(row[0], (start, end))
+    except OSError as exc:
+        raise InputError(f"cannot read AudioSet segments file {path}: {exc.strerror}") from None
+    try:
+        with fh:
+            for n, row in enumerate(csv.reader(fh, skipinitialspace=True), 1):
+                if not row or row[0].startswith("#"):
+                    continue
+                try:
+                    start, end = float(row[1]), float(row[2])
+                except (IndexError, ValueError):
+                    raise InputError(
+                        f"{path}:{n}: expected 'YTID, start_seconds, end_seconds, labels'"
+                    ) from None
+                if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+                    raise InputError(f"{path}:{n}: start {start} / end {end} is not a segment")
+                out.setdefault(row[0], (start, end))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: not an AudioSet segments CSV ({exc})") from None
     return out
 
 
@@ -114,15 +124,20 @@ def instrument_clips(
     tags: str | os.PathLike,
     *,
     split: str = "test",
-    segments: str | os.PathLike | None = None,
+    segments: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
 ) -> pd.DataFrame:
     """The clip table of a tags pickle: one row per video, label = its instruments ('|'-joined).
 
-    With ``segments`` (AudioSet's CSVs), start/end come from it; videos it does
-    not list keep NaN (they are reported by the download stage, never guessed).
+    With ``segments`` (one or several of AudioSet's CSVs; the first listing of a
+    video wins), start/end come from them; videos they do not list keep NaN
+    (they are reported by the download stage, never guessed).
     """
     table = read_tags(tags)
-    seg = read_segments(segments) if segments else {}
+    files = [segments] if isinstance(segments, (str, os.PathLike)) else list(segments or [])
+    seg: dict[str, tuple[float, float]] = {}
+    for f in files:
+        for vid, times in read_segments(f).items():
+            seg.setdefault(vid, times)
     rows = []
     for vid in sorted(table):
         start, end = seg.get(vid, (math.nan, math.nan))

@@ -17,6 +17,7 @@ from itertools import islice
 
 from avprep.errors import InputError
 from avprep.ids import is_safe_id
+from avprep.recipes.clip_table import is_header as is_table_header
 from avprep.recipes.filelists import MEDIA_EXTS
 from avprep.recipes.flickr import FLICKR_ID, is_soundnet_url
 from avprep.recipes.formats import FORMATS
@@ -37,6 +38,10 @@ _PATH = re.compile(r"^.+[/\\][^/\\]+\.[A-Za-z0-9]{1,5}$")
 
 
 def _line_shape(line: str) -> str | None:
+    if is_table_header(line):
+        return "clip-table-csv"  # its header alone decides (the rows have 7 columns)
+    if line.count("&") == 4 and "," not in line:
+        return "ave-annotations"  # Category&VideoID&Quality&StartTime&EndTime
     if is_soundnet_url(line):
         return "soundnet-urls"
     if re.match(r"^https?://", line, re.IGNORECASE):

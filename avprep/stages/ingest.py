@@ -46,15 +46,10 @@ from tqdm.auto import tqdm
 from avprep.atomic import TMP_PREFIX, write_text
 from avprep.errors import InputError, MediaError
 from avprep.ids import is_safe_id
-from avprep.lock import folder_lock
-from avprep.manifest import MANIFEST_NAME, OK, ClipRecord, Manifest
-from avprep.stages.download import (
-    _EXT,
-    _is_done,
-    _sweep,
-    tool_versions,
-    verify_media,
-)
+from avprep.manifest import MANIFEST_NAME, OK, ClipRecord  # noqa: F401 - the one name, offered here
+from avprep.stage import Stage, open_stage
+from avprep.stages.download import _EXT, is_done, tool_versions
+from avprep.stages.mediainfo import verify_media
 
 log = logging.getLogger(__name__)
 
@@ -269,10 +264,11 @@ def ingest(
         raise InputError("the id list is empty: nothing to ingest")
     out.mkdir(parents=True, exist_ok=True)
     report = IngestReport(source=str(src), requested=len(wanted))
-    with folder_lock(out, "download"):  # the lock download takes: one writer per folder
-        _sweep(out)
-        manifest = Manifest(out / MANIFEST_NAME)
-        done = {c for c in wanted if _is_done(manifest.get(c), out)}
+    # the lock, sweep and manifest download's run takes: one writer per folder
+    stage = Stage(name="download", step=ingest_member, config=None, out=out, done=is_done)
+    with open_stage(stage) as folder:
+        manifest = folder.manifest
+        done = {c for c in wanted if stage.done(manifest.get(c), out)}
         header = False
         seen: set[str] = set()
         bar = tqdm(total=len(wanted), desc="ingest", unit="clip", disable=not progress)

@@ -6,7 +6,8 @@ the whole per-clip budget for a video with 2 s keyframe spacing), so for
 MP4/MOV/M4V files — what yt-dlp and the Flickr mirrors deliver — the header
 boxes are read here directly (``moov/mvhd``, ``trak/tkhd``, ``mdia/mdhd``,
 ``hdlr``, ``stsd``, ``stts``, ``edts/elst``). Anything else, or a file whose boxes do not
-parse, goes to :func:`avprep.ffmpeg.probe`.
+parse, goes to :func:`avprep.ffmpeg.probe`. :func:`verify_media` uses these facts to
+refuse a fetched file that is damaged or cut short (download and ingest).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import os
 import struct
 from pathlib import Path
 
+from avprep import ffmpeg
+from avprep.errors import MediaError
 from avprep.ffmpeg import MediaInfo, probe
 
 log = logging.getLogger(__name__)
@@ -331,3 +334,45 @@ def decodable_duration(path: str | os.PathLike, timeout: float = 120) -> float |
             if value.lstrip("-").isdigit():
                 last = int(value) / 1e6
     return last
+
+
+def verify_media(path: Path, timeout: float = 120) -> ffmpeg.MediaInfo:
+    """Probe ``path`` and decode its last second; raise MediaError if it is damaged."""
+    if path.stat().st_size == 0:
+        raise MediaError("downloaded file is empty")
+    try:
+        info = ffmpeg.probe(path, timeout=timeout)
+    except MediaError as exc:
+        detail = str(exc).split(": ", 1)[-1]  # drop the temporary file name
+        raise MediaError(f"downloaded file is not decodable media: {detail}") from None
+    if not (info.has_video or info.has_audio):
+        raise MediaError("downloaded file has neither a video nor an audio stream")
+    if not info.duration or info.duration <= 0:
+        raise MediaError("downloaded file has zero duration")
+    # A file cut short can keep an intact header (moov first): its declared duration
+    # then looks fine, so compare it with what can be read, and decode the end.
+    cut = mp4_cut_short(path)
+    if cut:
+        raise MediaError(f"truncated download: {cut}")
+    readable = decodable_duration(path, timeout=timeout)
+    if readable is not None and readable < info.duration - max(0.5, 0.05 * info.duration):
+        raise MediaError(
+            f"truncated download: {readable:.2f} s of media readable of the "
+            f"{info.duration:.2f} s its header declares"
+        )
+    ffmpeg.run(
+        ["-xerror", "-sseof", "-1", "-i", path, "-f", "null", "-"],
+        timeout=timeout,
+        what="verify (decode of the last second; truncated download?)",
+    )
+    return info
+
+
+def _check_length(media: ffmpeg.MediaInfo, info: dict, section: tuple[float, float] | None) -> None:
+    """A section or file much shorter than the source says it should be was cut off."""
+    source = info.get("duration")
+    if not isinstance(source, (int, float)) or source <= 0 or media.duration is None:
+        return
+    want = (min(section[1], source) - section[0]) if section else source
+    if want > 2 and media.duration < 0.8 * want:
+        raise MediaError(f"truncated: got {media.duration:.1f} s of {want:.1f} s")

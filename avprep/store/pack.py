@@ -37,13 +37,12 @@ from typing import Any
 
 import h5py
 
-from avprep.atomic import atomic_path, cleanup_temps, sha256_file
+from avprep.atomic import atomic_path, sha256_file
 from avprep.diskfull import check_free
 from avprep.errors import ConfigError, StoreError
 from avprep.ids import is_safe_id
-from avprep.lock import folder_lock
 from avprep.manifest import OK, ClipRecord
-from avprep.runner import map_clips
+from avprep.stage import Stage, StageReport, Work, run_stage
 from avprep.store import native
 from avprep.store.index import INDEX_NAME, ShardEntry, StoreIndex
 from avprep.store.layouts import VIRTUAL_SUFFIX, Layout, PackOptions, get_layout, layout_names
@@ -112,54 +111,56 @@ class PackResult:
         return "\n".join(lines)
 
 
-class _ShardWriter:
-    """Picklable worker: write (or keep) one shard, return a record with its hashes.
+@dataclasses.dataclass(frozen=True)
+class _WriteConfig:
+    """What every shard writer shares: the output folder and the layout."""
 
-    A shard is done when all its files exist and carry this plan's hash (the
-    hash of its ids, options and source manifest): unlike a stage's clips, a
-    shard has no manifest record, and a file from another plan must be redone.
-    """
+    out: Path
+    layout: Layout
 
-    def __init__(self, out: Path, layout: Layout):
-        self.out = out
-        self.layout = layout
 
-    def _complete(self, task: ShardTask) -> bool:
-        want = task.attrs[task.plan_key]
-        for name in task.files.values():
-            path = self.out / name
-            if not path.is_file():
-                return False
-            try:
-                with h5py.File(path, "r") as f:
-                    if f.attrs.get(task.plan_key) != want:
-                        return False
-            except Exception:  # noqa: BLE001 - an unreadable file is an incomplete one
-                return False
-        return True
+def _complete(task: ShardTask, out: Path) -> bool:
+    """A shard is done when all its files exist and carry this plan's hash (the hash of
+    its ids, options and source manifest): unlike a stage's clips, a shard has no
+    manifest record, and a file from another plan must be redone."""
+    want = task.attrs[task.plan_key]
+    for name in task.files.values():
+        path = out / name
+        if not path.is_file():
+            return False
+        try:
+            with h5py.File(path, "r") as f:
+                if f.attrs.get(task.plan_key) != want:
+                    return False
+        except Exception:  # noqa: BLE001 - an unreadable file is an incomplete one
+            return False
+    return True
 
-    def __call__(self, task: ShardTask) -> ClipRecord:
-        reused = self._complete(task)
-        if not reused:
-            check_free(self.out, self.layout.estimate_bytes(task.clips), f"shard {task.name}")
-            with contextlib.ExitStack() as stack:
-                tmps = {
-                    role: stack.enter_context(atomic_path(self.out / name))
-                    for role, name in task.files.items()
-                }
-                self.layout.write_shard(tmps, task.clips, task.attrs, task.progress)
-                for tmp in tmps.values():  # mkstemp makes 0600 files; shards are for sharing
-                    os.chmod(tmp, _file_mode())
-        files = {}
-        for name in task.files.values():
-            path = self.out / name
-            files[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-        return ClipRecord(
-            clip_id=task.name,
-            status=OK,
-            meta={"rows": len(task.clips), "row_start": task.row_start, "files": files,
-                  "reused": reused},
-        )  # fmt: skip
+
+def write_shard(task: ShardTask, cfg: _WriteConfig) -> ClipRecord:
+    """The stage's per-shard step: write (or keep) one shard, return a record with its hashes."""
+    out, layout = cfg.out, cfg.layout
+    reused = _complete(task, out)
+    if not reused:
+        check_free(out, layout.estimate_bytes(task.clips), f"shard {task.name}")
+        with contextlib.ExitStack() as stack:
+            tmps = {
+                role: stack.enter_context(atomic_path(out / name))
+                for role, name in task.files.items()
+            }
+            layout.write_shard(tmps, task.clips, task.attrs, task.progress)
+            for tmp in tmps.values():  # mkstemp makes 0600 files; shards are for sharing
+                os.chmod(tmp, _file_mode())
+    files = {}
+    for name in task.files.values():
+        path = out / name
+        files[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return ClipRecord(
+        clip_id=task.name,
+        status=OK,
+        meta={"rows": len(task.clips), "row_start": task.row_start, "files": files,
+              "reused": reused},
+    )  # fmt: skip
 
 
 def _file_mode() -> int:
@@ -183,20 +184,23 @@ def _remove_stale(out: Path, pattern: re.Pattern, keep: set[str]) -> None:
             p.unlink()
 
 
+def pack_stage(out: Path) -> Stage:
+    """The pack-h5 stage's declaration: shards, not clips; no manifest (a shard is done
+    when its files carry the plan's hash, checked by :func:`write_shard`)."""
+    return Stage(
+        name="pack-h5",
+        step=write_shard,
+        config=None,  # the layout is known once the clips are selected (Work.config)
+        out=out,
+        desc="shards",
+        unit="shard",
+        key=_task_name,
+        keeps_manifest=False,
+        sweep=(("", False),),
+    )
+
+
 def pack(
-    in_dir: str | os.PathLike, out_dir: str | os.PathLike, split: str, **kw: Any
-) -> PackResult:
-    """Pack the extraction folder ``in_dir`` as split ``split`` into ``out_dir``.
-
-    One pack per folder at a time: ``OUT/.pack-h5.lock`` is held from before
-    the old index is read until the new one is written. Options: see
-    :func:`_pack_locked`.
-    """
-    with folder_lock(out_dir, "pack-h5"):
-        return _pack_locked(in_dir, out_dir, split, **kw)
-
-
-def _pack_locked(
     in_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     split: str,
@@ -219,6 +223,9 @@ def _pack_locked(
 ) -> PackResult:
     """Pack the extraction folder ``in_dir`` as split ``split`` into ``out_dir``.
 
+    One pack per folder at a time: ``OUT/.pack-h5.lock`` is held from before
+    the old index is read until the new one is written
+    (:func:`avprep.stage.run_stage`).
     ``layout`` names a layout of :data:`avprep.store.layouts.LAYOUTS`.
     ``shards`` (K) or ``rows_per_shard`` (N) size the shards (default: one
     shard); with K, exactly K shards of near-equal size; SSPL's sharded train
@@ -235,38 +242,50 @@ def _pack_locked(
     forces SSPL's train/test variant (default: a split named ``test*`` is a
     test split). ``id_list`` overrides the SSPL id csv's name.
     """
-    kind, compression = _check_options(
-        layout, split, frames, audio, compression, shards, rows_per_shard
-    )
-    opts = PackOptions(
-        split=split, frames=frames, audio=audio, compression=compression, shards=shards,
-        rows_per_shard=rows_per_shard, test=test, virtual=virtual, id_list=id_list,
-    )  # fmt: skip
-    kind.check_options(opts)
     out = Path(out_dir)
-    if out.resolve() == Path(in_dir).resolve():
-        raise ConfigError("--out must be another folder than --in")
+    plan: dict[str, Any] = {}
 
-    if ids is not None and not isinstance(ids, (list, tuple)):
-        ids, ids_file = read_ids(ids)
-        opts = dataclasses.replace(opts, ids_file=ids_file)
-    sel, mods = select(in_dir, ids=ids, modalities=modalities, progress=progress)
-    lay = kind(opts)
-    if sel.clips:
-        lay.prepare(sel, mods)
-    if not sel.clips:
-        raise _nothing_to_pack(in_dir, sel)
-    bounds = lay.shard_bounds(len(sel.clips))
-    _open_out(out, split, lay.name)
+    def select_shards(_manifest: Any) -> Work:
+        kind, comp = _check_options(
+            layout, split, frames, audio, compression, shards, rows_per_shard
+        )
+        opts = PackOptions(
+            split=split, frames=frames, audio=audio, compression=comp, shards=shards,
+            rows_per_shard=rows_per_shard, test=test, virtual=virtual, id_list=id_list,
+        )  # fmt: skip
+        kind.check_options(opts)
+        if out.resolve() == Path(in_dir).resolve():
+            raise ConfigError("--out must be another folder than --in")
+        wanted = ids
+        if wanted is not None and not isinstance(wanted, (list, tuple)):
+            wanted, ids_file = read_ids(wanted)
+            opts = dataclasses.replace(opts, ids_file=ids_file)
+        sel, mods = select(in_dir, ids=wanted, modalities=modalities, progress=progress)
+        lay = kind(opts)
+        if sel.clips:
+            lay.prepare(sel, mods)
+        if not sel.clips:
+            raise _nothing_to_pack(in_dir, sel)
+        bounds = lay.shard_bounds(len(sel.clips))
+        _open_out(out, split, lay.name)
+        base_attrs = lay.base_attrs(len(bounds), mods, sel)
+        n_jobs = jobs if jobs is not None else max(1, min(len(bounds), os.cpu_count() or 1))
+        row_progress = progress and (backend == "serial" or n_jobs <= 1 or len(bounds) == 1)
+        tasks = _plan_tasks(lay, sel, bounds, base_attrs, row_progress)
+        _remove_stale(out, lay.stale_pattern(), {name for t in tasks for name in t.files.values()})
+        plan.update(lay=lay, sel=sel, mods=mods, base_attrs=base_attrs, tasks=tasks)
+        return Work(tasks, config=_WriteConfig(out, lay))
 
-    base_attrs = lay.base_attrs(len(bounds), mods, sel)
-    jobs = jobs if jobs is not None else max(1, min(len(bounds), os.cpu_count() or 1))
-    row_progress = progress and (backend == "serial" or jobs <= 1 or len(bounds) == 1)
-    tasks = _plan_tasks(lay, sel, bounds, base_attrs, row_progress)
-    _remove_stale(out, lay.stale_pattern(), {name for t in tasks for name in t.files.values()})
-    results = _write_shards(out, lay, tasks, jobs, backend, scheduler, progress)
-    index = _write_index(out, lay, sel, mods, base_attrs, tasks, results)
-    return _result(out, lay, sel, tasks, results, index)
+    def finish(run: StageReport) -> PackResult:
+        lay, sel, tasks = plan["lay"], plan["sel"], plan["tasks"]
+        results = _shard_results(tasks, run.records)
+        index = _write_index(out, lay, sel, plan["mods"], plan["base_attrs"], tasks, results)
+        return _result(out, lay, sel, tasks, results, index)
+
+    return run_stage(
+        pack_stage(out), select_shards, jobs=jobs if jobs is not None else os.cpu_count() or 1,
+        backend=backend, scheduler=scheduler, progress=progress, finish=finish,
+    )  # fmt: skip
 
 
 def _check_options(
@@ -310,7 +329,8 @@ def _nothing_to_pack(in_dir: str | os.PathLike, sel: Selection) -> StoreError:
 
 
 def _open_out(out: Path, split: str, layout: str) -> None:
-    """Make ``out``; refuse one holding another split or layout; drop its old index and temporaries."""
+    """Make ``out``; refuse one holding another split or layout; drop its old index
+    (its temporaries are swept by :func:`avprep.stage.run_stage`)."""
     out.mkdir(parents=True, exist_ok=True)
     old_index = out / INDEX_NAME
     if old_index.is_file():
@@ -324,9 +344,6 @@ def _open_out(out: Path, split: str, layout: str) -> None:
                 "pack each split into its own folder"
             )
         old_index.unlink()  # rewritten when this run completes
-    removed = cleanup_temps(out)
-    if removed:
-        log.info("removed %d temporary file(s) an interrupted run left in %s", removed, out)
 
 
 def _plan_tasks(
@@ -349,22 +366,11 @@ def _plan_tasks(
     return tasks
 
 
-def _write_shards(
-    out: Path,
-    lay: Layout,
-    tasks: Sequence[ShardTask],
-    jobs: int,
-    backend: str,
-    scheduler: str | None,
-    progress: bool,
+def _shard_results(
+    tasks: Sequence[ShardTask], records: Sequence[ClipRecord]
 ) -> dict[str, ClipRecord]:
-    """Run one writer per shard; a :class:`StoreError` naming the shards that failed."""
-    results: dict[str, ClipRecord] = {}
-    for rec in map_clips(
-        _ShardWriter(out, lay), tasks, jobs=jobs, backend=backend, scheduler=scheduler,
-        desc="shards", key=_task_name, progress=progress, unit="shard",
-    ):  # fmt: skip
-        results[rec.clip_id] = rec
+    """Each shard's record; a :class:`StoreError` naming the shards that failed."""
+    results = {rec.clip_id: rec for rec in records}
     failed = [(t.name, results[t.name].error) for t in tasks if not results[t.name].ok]
     if failed:
         detail = "; ".join(f"{name}: {err}" for name, err in failed[:3])

@@ -10,7 +10,8 @@ Layout of ``OUT``::
     manifest.jsonl                one record per generated clip
 
 Every file is written atomically. A rerun with the same parameters skips
-the videos that exist (a video under its final name is complete) and
+the videos that are done (an ok record whose video exists: the one rule of
+:func:`avprep.manifest.is_done`; a video is written atomically) and
 rewrites the small files; a rerun with other parameters into the same
 folder is refused, so one folder never mixes two sets.
 """
@@ -23,18 +24,19 @@ import logging
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import soundfile as sf
 
 from avprep import ffmpeg
-from avprep.atomic import atomic_path, cleanup_temps, write_bytes, write_json, write_text
-from avprep.errors import ConfigError, InputError
-from avprep.lock import folder_lock
-from avprep.manifest import MANIFEST_NAME, OK, ClipRecord, Manifest
-from avprep.runner import map_clips
+from avprep.atomic import atomic_path, write_bytes, write_json, write_text
+from avprep.errors import InputError
+from avprep.manifest import OK, ClipRecord
+from avprep.stage import Stage, StageReport, run_stage
 from avprep.synth.classes import CLASSES
 from avprep.synth.groundtruth import (
     ANNOTATORS,
@@ -86,24 +88,26 @@ class SynthResult:
         return not self.failed
 
 
-class _ClipJob:
-    """Picklable worker: render and encode one clip into ``videos``."""
+@dataclasses.dataclass(frozen=True)
+class _SynthRun:
+    """What every clip of a run shares: the set's config and the videos folder."""
 
-    def __init__(self, cfg: SynthConfig, videos: str) -> None:
-        self.cfg = cfg
-        self.videos = videos
+    cfg: SynthConfig
+    videos: str
 
-    def __call__(self, spec: ClipSpec) -> ClipRecord:
-        cv2.setNumThreads(1)  # the workers are the parallelism; OpenCV threads would oversubscribe
-        start = time.perf_counter()
-        path = Path(self.videos) / f"{spec.clip_id}.mp4"
-        write_clip(self.cfg, spec, path)
-        return ClipRecord(
-            clip_id=spec.clip_id,
-            status=OK,
-            outputs={"video": f"videos/{path.name}"},
-            meta={"seconds": round(time.perf_counter() - start, 3)},
-        )
+
+def render_step(spec: ClipSpec, run: _SynthRun) -> ClipRecord:
+    """The stage's per-clip step: render and encode one clip into ``videos``."""
+    cv2.setNumThreads(1)  # the workers are the parallelism; OpenCV threads would oversubscribe
+    start = time.perf_counter()
+    path = Path(run.videos) / f"{spec.clip_id}.mp4"
+    write_clip(run.cfg, spec, path)
+    return ClipRecord(
+        clip_id=spec.clip_id,
+        status=OK,
+        outputs={"video": f"videos/{path.name}"},
+        meta={"seconds": round(time.perf_counter() - start, 3)},
+    )
 
 
 def write_clip(cfg: SynthConfig, spec: ClipSpec, path: str | Path) -> Path:
@@ -144,31 +148,29 @@ def write_clip(cfg: SynthConfig, spec: ClipSpec, path: str | Path) -> Path:
     return Path(path)
 
 
-def _check_params(manifest: Manifest, cfg: SynthConfig, out: Path) -> None:
-    params = cfg.generation_params()
-    previous = manifest.header.get("synth")
-    if previous is None:
-        manifest.write_header(synth=params)
-    elif previous != params:
-        changed = sorted(k for k in set(params) | set(previous) if params.get(k) != previous.get(k))
-        raise ConfigError(
-            f"{out} already holds a SynthAV set made with other parameters "
-            f"({', '.join(changed)} differ); choose another --out or delete the folder"
-        )
+def _mismatch(out: Path, changed: list[str], old: Mapping[str, Any]) -> str:
+    return (
+        f"{out} already holds a SynthAV set made with other parameters "
+        f"({', '.join(changed)} differ); choose another --out or delete the folder"
+    )
 
 
-def generate(cfg: SynthConfig, out: str | Path, **kw) -> SynthResult:
-    """Write the SynthAV set ``cfg`` into ``out`` (resumable; see the module docstring).
+def synth_stage(cfg: SynthConfig, out: Path) -> Stage:
+    """The synth stage's declaration: the generation parameters are the folder's."""
+    return Stage(
+        name="synth",
+        step=render_step,
+        config=_SynthRun(cfg, str(out / "videos")),
+        out=out,
+        desc="synthav",
+        header={"synth": cfg.generation_params()},
+        params_key="synth",
+        mismatch=_mismatch,
+        sweep=(("videos", True),),
+    )
 
-    One run per folder at a time (``OUT/.synth.lock``, taken before the
-    manifest header is read). Options: see :func:`_generate_locked`.
-    """
-    cfg.validate()
-    with folder_lock(out, "synth"):
-        return _generate_locked(cfg, out, **kw)
 
-
-def _generate_locked(
+def generate(
     cfg: SynthConfig,
     out: str | Path,
     *,
@@ -177,42 +179,37 @@ def _generate_locked(
     scheduler: str | None = None,
     progress: bool = True,
 ) -> SynthResult:
+    """Write the SynthAV set ``cfg`` into ``out`` (resumable; see the module docstring).
+
+    One run per folder at a time (``OUT/.synth.lock``, taken before the
+    manifest header is read; :func:`avprep.stage.run_stage`).
+    """
+    cfg.validate()
     start = time.perf_counter()
     out = Path(out)
-    videos = out / "videos"
-    videos.mkdir(parents=True, exist_ok=True)
-    removed = cleanup_temps(videos, dirs=True)
-    if removed:
-        log.info("removed %d temporary file(s) left by an interrupted run", removed)
-    manifest = Manifest(out / MANIFEST_NAME)
-    _check_params(manifest, cfg, out)
-
+    (out / "videos").mkdir(parents=True, exist_ok=True)
     specs = [clip_spec(cfg, i) for i in range(cfg.clips)]
-    pending = [s for s in specs if not (videos / f"{s.clip_id}.mp4").is_file()]
-    failed: dict[str, str] = {}
-    for rec in map_clips(
-        _ClipJob(cfg, str(videos)),
-        pending,
-        jobs=jobs,
-        backend=backend,
-        scheduler=scheduler,
-        manifest=manifest,
-        desc="synthav",
-        progress=progress,
-    ):
-        if not rec.ok:
-            failed[rec.clip_id] = rec.error or "failed"
-            log.warning("%s: %s", rec.clip_id, rec.error)
 
-    splits = write_groundtruth(cfg, specs, out)
-    return SynthResult(
-        out=out,
-        generated=len(pending) - len(failed),
-        skipped=len(specs) - len(pending),
-        failed=failed,
-        seconds=time.perf_counter() - start,
-        splits={k: len(v) for k, v in splits.items()},
-    )
+    def finish(run: StageReport) -> SynthResult:
+        failed: dict[str, str] = {}
+        for rec in run.records:
+            if not rec.ok:
+                failed[rec.clip_id] = rec.error or "failed"
+                log.warning("%s: %s", rec.clip_id, rec.error)
+        splits = write_groundtruth(cfg, specs, out)
+        return SynthResult(
+            out=out,
+            generated=len(run.records) - len(failed),
+            skipped=run.already_done,
+            failed=failed,
+            seconds=time.perf_counter() - start,
+            splits={k: len(v) for k, v in splits.items()},
+        )
+
+    return run_stage(
+        synth_stage(cfg, out), specs, jobs=jobs, backend=backend, scheduler=scheduler,
+        progress=progress, finish=finish,
+    )  # fmt: skip
 
 
 def write_groundtruth(cfg: SynthConfig, specs: list[ClipSpec], out: Path) -> dict[str, list[str]]:

@@ -1,0 +1,197 @@
+"""The one clip record, from a recipe's row through download, extract and pack.
+
+A :class:`Clip` says which clip (``clip_id``), where it comes from (``url``,
+``start``/``end`` in seconds, ``source``: the corpus or ``url``), what it is
+(``label``, ``split``) and, once fetched, where its video is (``path``).
+Recipes give rows (:func:`avprep.recipes.load_clips`: a DataFrame);
+:func:`prepare_clips` checks them once (safe id, plain http(s) URL, times) and
+drops repeated ids; download fetches each clip; extract reads the videos of
+a download folder as clips (:func:`video_of`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import re
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from avprep.errors import HostileIdError, InputError
+from avprep.ids import check_id, split_vggsound_id
+from avprep.scrub import scrub_url
+
+log = logging.getLogger(__name__)
+
+YOUTUBE_URL = "https://www.youtube.com/watch?v={}"
+#: the outputs key naming a clip's video in the manifests of this project's writers:
+#: ``path`` (download, ingest: ``OUT/<id>.<ext>``) and ``video`` (synth: ``videos/<id>.mp4``)
+VIDEO_OUTPUTS = ("path", "video")
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".3gp", ".mpg", ".ts")
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    """One clip: where from, which part, what it is, and (once fetched) its video."""
+
+    clip_id: str
+    url: str | None = None
+    start: float | None = None
+    end: float | None = None
+    label: str | None = None
+    split: str | None = None
+    source: str | None = None
+    path: str | None = None
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Result of :func:`prepare_clips`: valid clips and what was dropped."""
+
+    clips: list[Clip]
+    duplicates: int = 0
+    rejected: list[str] = dataclasses.field(default_factory=list)
+
+
+def _num(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"not a number: {value!r}") from None
+    if math.isnan(f):
+        return None
+    if not math.isfinite(f) or f < 0:
+        raise InputError(f"not a time in seconds: {value!r}")
+    return f
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+_BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f\s]")
+_PLAIN_URL = re.compile(
+    r"^https?://[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::(\d{1,5}))?(?:[/?#][\x21-\x7e]*)?$"
+)
+
+
+def check_url(url: str) -> str:
+    """Return ``url`` if it is a plain http(s) URL, else raise :class:`InputError`."""
+    m = _PLAIN_URL.match(url)
+    if m and (m.group(1) is None or int(m.group(1)) <= 65535):
+        return url  # the common shape, without urlsplit's cost (200k-row lists)
+    if _BAD_URL_CHARS.search(url):
+        raise InputError(f"malformed URL (spaces or control characters): {scrub_url(url)!r}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise InputError(f"malformed URL: {scrub_url(url)!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"not an http(s) URL: {scrub_url(url)!r}")
+    return url
+
+
+def clip_from_row(row: Mapping[str, Any]) -> Clip:
+    """The checked :class:`Clip` of one row; an :class:`InputError` says what is wrong."""
+    clip_id = check_id(_text(row.get("clip_id")) or "")
+    url = _text(row.get("url"))
+    start, end = _num(row.get("start")), _num(row.get("end"))
+    if url is not None:
+        check_url(url)
+    else:
+        with contextlib.suppress(HostileIdError):
+            ytid, id_start = split_vggsound_id(clip_id)
+            url = YOUTUBE_URL.format(ytid)
+            start = id_start if start is None else start
+    if start is not None and end is not None and end <= start:
+        raise InputError(f"{clip_id}: end {end} is not after start {start}")
+    return Clip(
+        clip_id=clip_id,
+        url=url,
+        start=start,
+        end=end,
+        label=_text(row.get("label")),
+        split=_text(row.get("split")),
+        source=_text(row.get("source")),
+    )
+
+
+def _iter_rows(rows: Any) -> Iterable[Mapping[str, Any]]:
+    if hasattr(rows, "columns"):  # a DataFrame: column lists are much faster than to_dict
+        names = list(rows.columns)
+        for values in zip(*(rows[c].tolist() for c in names)):
+            yield dict(zip(names, values))
+    else:
+        yield from rows
+
+
+def prepare_clips(rows: Any, *, skip_bad: bool = False, limit: int | None = None) -> Prepared:
+    """Validate and deduplicate clip rows (dicts or a pandas DataFrame).
+
+    Rows need ``clip_id`` and usually ``url``, ``start``, ``end``. A clip id
+    that could escape the output folder, a non-http(s) or malformed URL, or a
+    bad time is an :class:`InputError` listing the problems, unless
+    ``skip_bad`` (then they are dropped and listed in ``rejected``). Repeated
+    clip ids keep their first row. ``limit`` stops after that many clips
+    (rows after them are not read).
+    """
+    clips: list[Clip] = []
+    seen: set[str] = set()
+    duplicates = 0
+    rejected: list[str] = []
+    for n, row in enumerate(_iter_rows(rows), 1):
+        if limit is not None and len(clips) >= limit:
+            break
+        try:
+            clip = clip_from_row(row)
+        except InputError as exc:
+            rejected.append(f"row {n}: {exc}")
+            continue
+        if clip.clip_id in seen:
+            duplicates += 1
+            continue
+        seen.add(clip.clip_id)
+        clips.append(clip)
+    if rejected and not skip_bad:
+        shown = "\n  ".join(rejected[:10])
+        more = f"\n  ... and {len(rejected) - 10} more" if len(rejected) > 10 else ""
+        raise InputError(
+            f"{len(rejected)} bad clip row(s); fix them or pass --skip-bad:\n  {shown}{more}"
+        )
+    if duplicates:
+        log.warning("dropped %d duplicate clip id(s) (first row kept)", duplicates)
+    if rejected:
+        log.warning("skipped %d bad clip row(s) (--skip-bad)", len(rejected))
+    return Prepared(clips=clips, duplicates=duplicates, rejected=rejected)
+
+
+def video_of(root: Path, clip_id: str, outputs: Mapping[str, Any]) -> Path | None:
+    """The video a manifest record names (``outputs``' :data:`VIDEO_OUTPUTS`, inside ``root``),
+    else ``root/<clip_id>.<suffix>`` for a known video suffix; None when there is none."""
+    for key in VIDEO_OUTPUTS:
+        cand = outputs.get(key)
+        if isinstance(cand, str) and cand:
+            q = Path(cand)
+            q = q if q.is_absolute() else root / q
+            # the path must stay inside the folder
+            try:
+                q.resolve().relative_to(root.resolve())
+            except ValueError:
+                continue
+            if q.is_file():
+                return q
+    for suffix in VIDEO_SUFFIXES:
+        q = root / f"{clip_id}{suffix}"
+        if q.is_file():
+            return q
+    return None
