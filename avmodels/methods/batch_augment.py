@@ -127,12 +127,19 @@ def crop_flip_normalize(
     x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int, flip: torch.Tensor
 ) -> torch.Tensor:
     """``normalize(crop_flip(...))`` in fewer passes: each crop is converted to float as it
-    is copied into the contiguous batch (the same values, bit for bit)."""
+    is copied into the contiguous batch (the same values, bit for bit). On the CPU each
+    crop is normalised right after its copy, while it is still in cache (measured: 3.0 vs
+    3.8 ms for 32 crops of 224 px); elsewhere the whole batch at once."""
     out = torch.empty((x.shape[0], x.shape[1], size, size), dtype=torch.float32, device=x.device)
+    per_crop = x.device.type == "cpu"
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(3, 1, 1)
     for b, (i, j, f) in enumerate(zip(top.tolist(), left.tolist(), flip.tolist(), strict=True)):
         block = x[b, :, i : i + size, j : j + size]
-        out[b].copy_(block.flip(-1) if f else block)
-    return _normalize_float(out)
+        o = out[b].copy_(block.flip(-1) if f else block)
+        if per_crop:  # ToTensor's division then Normalize's sub/div, as _normalize_float
+            o.div_(255).sub_(mean).div_(std)
+    return out if per_crop else _normalize_float(out)
 
 
 def _normalize_float(y: torch.Tensor) -> torch.Tensor:
