@@ -276,3 +276,27 @@ def test_shared_code_knows_no_method_and_reads_each_methods_hook():
             return sample
 
     assert ba.batched(NoHook()) is None
+
+
+def test_finished_tensors_are_written_into_the_loaders_buffers(tmp_path):
+    """read_batch(out=...) (a RingLoader slot) receives the views, frame and flow in place,
+    with the values read_batch gives without it; a buffer that does not fit is left alone."""
+    path = write_store(tmp_path, 6, (35, 40), flow_hw=(35, 40))
+    keys = [(3, 0), (0, 2), (5, 1)]
+    for tf, names in (
+        (SsplTransform(32, 1.1, True), ("view1", "view2")),
+        (HtfSample(_htf_cfg(), True), ("frame", "flow")),
+        (SslTieSample(_ssl_tie_cfg(), True), ("frame",)),
+    ):
+        ds = MethodDataset(_sources(path), tf, seed=2, augment="batch")
+        ref = ds.read_batch(keys)
+        slots = {k: torch.full((4, *ref[k].shape[1:]), float("nan")) for k in names}
+        got = ds.read_batch(keys, out=slots)
+        for k in names:
+            assert got[k].data_ptr() == slots[k].data_ptr(), k  # written in place
+            assert torch.equal(got[k], ref[k]) and torch.equal(slots[k][:3], ref[k]), k
+            assert torch.isnan(slots[k][3]).all()  # rows past the batch untouched
+        wrong = {names[0]: torch.zeros((4, 3, 8, 8))}
+        got = ds.read_batch(keys, out=wrong)
+        assert got[names[0]].data_ptr() != wrong[names[0]].data_ptr()
+        assert torch.equal(got[names[0]], ref[names[0]])
