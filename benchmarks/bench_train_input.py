@@ -10,7 +10,8 @@ batch size and the same number of worker processes, this measures samples/s
   ``MethodDataset`` (the stores' batch reads, the frames decoded into one
   buffer, parameters drawn per sample, the batched augmentation) through
   ``avmodels.engine.loaders.make_loader`` with ``EpochSampler``, torch's
-  DataLoader or the RingLoader;
+  DataLoader or the RingLoader (the ring is what ``train.loader=auto``, the
+  default, picks here; the batch is finished straight into its slots);
 - ``ours-sample-torch``: the same with ``train.augment=sample`` (the per-sample
   PIL transforms: the engine's path before the batched augmentation);
 - ``ours-gpu-input-torch``: ``train.input=gpu`` with the device being the CPU:
