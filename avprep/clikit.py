@@ -184,10 +184,10 @@ def progress_wanted() -> bool:
 
 def benchmark_option(*decls: str, extra: Iterable[str] = (), **kw: Any) -> Callable:
     """``--benchmark`` checked against the annotation formats avprep reads (plus ``extra``)."""
-    from avprep.annotations.model import BENCHMARKS
+    from avprep.annotations.benchmarks import BENCHMARKS
 
     kw.setdefault("help", "Annotation format of the ground truth.")
-    return choice_option(*(decls or ("--benchmark",)), names=[*BENCHMARKS, *extra], **kw)
+    return choice_option(*(decls or ("--benchmark",)), names=[*BENCHMARKS.names(), *extra], **kw)
 
 
 def backend_options(workers: str = "workers") -> Callable:

@@ -40,8 +40,9 @@ sys.path.insert(0, str(ROOT))
 
 from avmodels.engine import amp as amp_mod  # noqa: E402
 from avmodels.engine.config import resolve_config  # noqa: E402
+from avmodels.layers.attention import attention_pool  # noqa: E402
 from avmodels.methods import METHODS  # noqa: E402
-from avmodels.methods.sspl import SSPL, attention_pool  # noqa: E402
+from avmodels.methods.sspl import SSPL  # noqa: E402
 
 
 def original_loop_loss(m: SSPL, batch: dict) -> torch.Tensor:

@@ -155,9 +155,9 @@ def test_fnac_terms_match_the_restatement_and_the_weights_after_warm_up():
     assert float(terms["loss_ezvsl"]) == pytest.approx(float(ref_ezvsl(img, aud, 0.03)[0]))
     # the warm-up trains EZ-VSL's loss alone, then adds 100 x each term
     model = build_method("fnac", small("fnac", model={"dropout_img": 0.0})).eval()
-    out_w = model.losses_of(img.float(), aud.float())
+    out_w = model.losses((img.float(), aud.float()), {})
     model.on_epoch_start(5)
-    out = model.losses_of(img.float(), aud.float())
+    out = model.losses((img.float(), aud.float()), {})
     assert float(out_w["loss"]) == pytest.approx(float(out_w["loss_ezvsl"]))
     total = out["loss_ezvsl"] + 100 * (out["loss_fns1"] + out["loss_tns"] + out["loss_fns2"])
     assert float(out["loss"]) == pytest.approx(float(total), rel=1e-6)
@@ -504,12 +504,12 @@ def _restated_loss(model, batch) -> float:
         if model.name == "lvs":
             from avmodels.methods.trimap import TrimapConfig, trimap_loss
 
-            img, aud = model.embed(batch)
+            img, aud = model.encode(batch)
             return float(trimap_loss(img, aud, TrimapConfig()).loss)
         if model.name == "slavc":
             on = [f.double() for f in model.features(batch, momentum=False)]
             return float(ref_slavc(on[0], on[1], on[2], on[3], (on[0], on[1], on[2], on[3]), 0.03))
-        img, aud = (x.double() for x in model.embed(batch))
+        img, aud = (x.double() for x in model.encode(batch))
         loss = ref_ezvsl(img, aud, 0.03)[0]
         if model.name == "fnac":
             loss = loss + 100 * sum(ref_fnac(img, aud, 0.03))

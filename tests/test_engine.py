@@ -285,11 +285,14 @@ class _Orange(Method):
     def sample_transform(self, train):
         return _orange_tf
 
-    def training_losses(self, batch):
+    def encode(self, batch):
+        return batch["frame"].float()
+
+    def losses(self, features, batch):
         return {"loss": torch.zeros(())}
 
-    def localization_map(self, batch):
-        f = batch["frame"].float()
+    def maps(self, features, batch):
+        f = features
         mask = ((f[..., 0] > 180) & (f[..., 1] < 140) & (f[..., 2] < 100)).float()
         # peak at the square's centroid so the maximum (pointing) is well inside it
         h, w = mask.shape[1:]

@@ -22,6 +22,7 @@ import torch
 
 from avmodels.data import EpochSampler
 from avmodels.engine.checkpoint import load_model_file
+from avmodels.engine.config_sections import TrainConfig
 from avmodels.engine.distributed import DistEnv
 from avmodels.engine.replicas import replica_plan
 from avmodels.engine.train import TrainRequest, train
@@ -65,7 +66,7 @@ def test_one_process_emulates_rank0_of_two_independent_replicas(store, tmp_path)
 
 def test_rank0_share_is_every_second_clip_of_the_shuffled_order():
     cfg = {"train": {"replicas": "independent", "replica_count": 2}}
-    plan = replica_plan(cfg, DistEnv())
+    plan = replica_plan(TrainConfig.from_config(cfg), DistEnv())
     assert (plan.rank, plan.world_size) == (0, 2)
     n, batch, seed, epoch = 20, 3, 7, 1
     s = EpochSampler(n, batch_size=batch, rank=plan.rank, world_size=plan.world_size,
@@ -76,7 +77,7 @@ def test_rank0_share_is_every_second_clip_of_the_shuffled_order():
     assert [p for p, _ in s] == kept[0::2]
     assert s.batches_per_epoch() == n // (batch * 2)
     with pytest.raises(ConfigError, match="train.replicas"):
-        replica_plan({"train": {"replicas": "sometimes"}}, DistEnv())
+        TrainConfig.from_config({"train": {"replicas": "sometimes"}})
 
 
 @pytest.mark.slow

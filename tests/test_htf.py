@@ -13,9 +13,10 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from avmodels.layers.attention import FlowAttention
 from avmodels.methods import METHODS, build_method
 from avmodels.methods.augment import FrameFlowCrop
-from avmodels.methods.htf import FlowAttention, HearTheFlow, htf_state_from_official
+from avmodels.methods.htf import HearTheFlow, htf_state_from_official
 from avprep.errors import ConfigError, InputError
 from avprep.spectrogram import compute
 from tests.method_config import merged, one_thread  # noqa: F401 (autouse fixture)

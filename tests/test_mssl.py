@@ -95,7 +95,7 @@ def test_resnet_streams_and_maps_follow_the_image_size(size, side):
     ).eval()
     batch = _batch(b=1, size=size, labels=False)
     with torch.no_grad():
-        enc = model._encode(batch)
+        enc = model.encode(batch)
         maps = model.localization_map(batch)
         per_class = model.class_maps(batch)
     # layer4 stride 1: 512 maps at 1/16 of the frame; the (251, 64) log-mel -> 16 x 4
@@ -334,13 +334,13 @@ def test_label_fallbacks_in_the_losses():
     km = build_method("mssl", _cfg()).train()
     out = km.training_losses(batch)
     assert out["loss_cls_a"].item() > 0 and bool(km.kmeans.ready)
-    lab_a, lab_v, w = km._targets(batch, km._encode(batch))
+    lab_a, lab_v, w = km._targets(batch, km.encode(batch))
     # one cluster for the pair: audio and visual share the category
     torch.testing.assert_close(lab_a, lab_v)
     assert (lab_a.sum(1) == 1).all() and (w == 1).all()
     # given labels are kept as they are
     labelled = _batch()
-    lab_a, lab_v, w = km._targets(labelled, km._encode(labelled))
+    lab_a, lab_v, w = km._targets(labelled, km.encode(labelled))
     torch.testing.assert_close(lab_a, labelled["labels"][:, 0])
 
 

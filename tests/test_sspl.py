@@ -11,9 +11,10 @@ from torchvision import transforms
 
 from avmodels.backbones import vgg16, vggish
 from avmodels.engine.config import resolve_config
+from avmodels.layers.attention import attention_pool
 from avmodels.methods import build_method
 from avmodels.methods.pcm import PredictiveCoding
-from avmodels.methods.sspl import EMBEDDING_KEY, attention_pool
+from avmodels.methods.sspl import EMBEDDING_KEY
 from avprep.errors import ConfigError, InputError
 
 TINY = ["model.pretrained=false", "model.image_size=32"]

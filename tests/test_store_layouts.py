@@ -45,3 +45,50 @@ def test_layouts_survive_pickling_for_the_writer_processes():
         assert back.shard_files(0, 1) == lay.shard_files(0, 1)
     assert SsplLayout(PackOptions(split="test")).variant == "test"
     assert SsplLayout(PackOptions(split="test", test=False)).variant == "train"
+
+
+# -- the read side: readers, verify and localize ask the layout, never its name -------
+def test_the_layout_of_an_index_and_of_an_opened_dataset():
+    from avprep.store.index import StoreIndex
+    from avprep.store.layouts import AsExtracted, layout_of_dataset, layout_of_index
+
+    def index(layout, fmt):
+        return StoreIndex(layout=layout, split="x", rows=0, rows_per_shard=0, shards=[], format=fmt)
+
+    assert layout_of_index(index("native", NATIVE_FORMAT)) is NativeLayout
+    assert layout_of_index(index("sspl", SSPL_FORMAT)) is SsplLayout
+    assert layout_of_index(index("sspl", NATIVE_FORMAT)) is SsplLayout  # the name first
+    assert layout_of_index(index("", SSPL_FORMAT)) is SsplLayout  # else the format
+    assert layout_of_index(index("tfrecord", "other")) is None
+    assert layout_of_dataset({"format": NATIVE_FORMAT}) is NativeLayout
+    assert layout_of_dataset({"layout": "sspl", "split": "10k"}) is SsplLayout
+    assert layout_of_dataset({"format": "somebody-else"}) is AsExtracted
+
+
+def test_sample_layouts_store_extracted_values_as_their_readers_give_them(tmp_path):
+    import numpy as np
+
+    from avprep.store import sspl
+    from avprep.store.layouts import AsExtracted, sample_layout
+
+    assert sample_layout("") is AsExtracted and sample_layout("sspl") is SsplLayout
+    with pytest.raises(ConfigError, match="unknown layout 'x'"):
+        sample_layout("x")
+    arr = np.array([0.1, 1 / 3], dtype=np.float32)
+    assert NativeLayout.stored_array(arr).dtype == np.float16  # a native shard's arrays
+    assert SsplLayout.stored_array(arr) is arr and AsExtracted.stored_array(arr) is arr
+    audio = np.array([0.0, 0.25, -0.5], dtype=np.float32)
+    np.testing.assert_array_equal(SsplLayout.stored_audio(audio), sspl.normalize_audio(audio))
+    assert NativeLayout.stored_audio(audio) is audio
+
+
+def test_verify_reads_what_each_layout_says():
+    from avprep.store.index import ShardEntry, StoreIndex
+
+    assert NativeLayout.content_checks == ("frames decodable", "audio decodable")
+    assert SsplLayout.content_checks == ("frames 0-255",)
+    assert (NativeLayout.ids_in_id_list, SsplLayout.ids_in_id_list) == (False, True)
+    test_files = [ShardEntry(file="h5py_test_frames.h5", row_start=0, rows=1, bytes=0, sha256="")]
+    idx = StoreIndex(layout="sspl", split="test", rows=1, rows_per_shard=1, shards=test_files)
+    assert SsplLayout.verify_variant(idx) == "test"
+    assert NativeLayout.verify_variant(idx) == "train"

@@ -66,7 +66,7 @@ def ave_match_model(
                 f"ave-match scores mssl's pair head; {model_file} is {info['method']}"
             )
         transform, inputs = method.sample_transform(train=False), method.required_inputs()
-        encode = getattr(method, "encode", None) or method._encode
+        encode = method.encode
         method.eval()
     sources = open_sources(data, inputs)
     scenes = validation_scenes(sources.ids, mix, frames, rule, seed)

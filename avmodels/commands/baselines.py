@@ -6,6 +6,7 @@ import json
 
 import click
 
+from avmodels.baselines import MODES as CEILING_MODES
 from avmodels.commands.options import preset_option
 from avprep.clikit import benchmark_option
 
@@ -18,7 +19,7 @@ from avprep.clikit import benchmark_option
               help="Score only these clips: an id list file (e.g. splits/test.txt) or a,b,c.")  # fmt: skip
 @preset_option(default="default", show_default=True, help="Metric preset.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random maps.")
-@click.option("--ceiling", "ceiling_mode", type=click.Choice(["soft", "binary"]), default="soft",
+@click.option("--ceiling", "ceiling_mode", type=click.Choice(CEILING_MODES), default="soft",
               show_default=True,
               help="soft: ground truth ranked by distance outside the boxes (tie-free); "
               "binary: the bare ground-truth map.")  # fmt: skip

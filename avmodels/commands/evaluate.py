@@ -16,6 +16,9 @@ from avmodels.commands.options import (
     model_set_option,
     preset_option,
 )
+from avmodels.engine.amp import AMP_MODES
+from avmodels.metrics.mssl import INSTRUMENT_BENCHMARK
+from avmodels.metrics.mssl import MODES as INSTRUMENT_MODES
 from avmodels.metrics.sensitivity import PROBES
 from avprep.clikit import benchmark_option, no_progress_option, progress_wanted
 
@@ -25,7 +28,7 @@ from avprep.clikit import benchmark_option, no_progress_option, progress_wanted
 @click.option("--data", multiple=True, required=True, help="Test store(s).")
 @benchmark_option(
     required=True,
-    extra=("audioset-instrument",),
+    extra=(INSTRUMENT_BENCHMARK,),
     help="Annotation format of --annotations (audioset-instrument: Multi-Source's "
     "class-aware metric, see docs/evaluation.md).",
 )
@@ -57,7 +60,7 @@ from avprep.clikit import benchmark_option, no_progress_option, progress_wanted
 @click.option("--workers", type=int, default=2, help="DataLoader workers.")
 @click.option(
     "--amp",
-    type=click.Choice(["none", "bf16", "fp16"]),
+    type=click.Choice(AMP_MODES),
     default="none",
     help="Mixed precision of the forward pass.",
 )
@@ -71,7 +74,7 @@ from avprep.clikit import benchmark_option, no_progress_option, progress_wanted
 )
 @click.option(
     "--mode",
-    type=click.Choice(["class", "agnostic"]),
+    type=click.Choice(INSTRUMENT_MODES),
     default="class",
     help="audioset-instrument: a map per instrument (the paper) or one per frame.",
 )
@@ -98,12 +101,12 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, ids_from, rep
     """
     from avmodels.engine.evaluate import evaluate_model
 
-    if sets and (benchmark == "audioset-instrument" or probes):
+    if sets and (benchmark == INSTRUMENT_BENCHMARK or probes):
         from avprep.errors import ConfigError
 
         raise ConfigError("--set applies to the standard evaluation only, not with "
                           "--benchmark audioset-instrument or --audio-probe")  # fmt: skip
-    if benchmark == "audioset-instrument":  # Multi-Source's class-aware metric
+    if benchmark == INSTRUMENT_BENCHMARK:  # Multi-Source's class-aware metric
         from avmodels.commands.instrument_eval import evaluate_instrument_model
 
         res = evaluate_instrument_model(

@@ -11,7 +11,10 @@ import click
 import numpy as np
 
 from avmodels.metrics import DEFAULT_PRESET, PRESETS
-from avprep.annotations.model import BAD_BOX_POLICIES, BENCHMARKS, DEFAULT_BAD_BOXES
+from avmodels.metrics.mssl import INSTRUMENT_BENCHMARK
+from avmodels.metrics.mssl import MODES as INSTRUMENT_MODES
+from avprep.annotations.benchmarks import BENCHMARKS
+from avprep.annotations.model import BAD_BOX_POLICIES, DEFAULT_BAD_BOXES
 from avprep.errors import InputError
 
 
@@ -41,7 +44,7 @@ def _fmt(v: float) -> str:
 @click.option(
     "--benchmark",
     required=True,
-    type=click.Choice([*BENCHMARKS, "audioset-instrument"]),
+    type=click.Choice([*BENCHMARKS.names(), INSTRUMENT_BENCHMARK]),
     help="Annotation format of the ground truth; audioset-instrument: Multi-Source's "
     "class-aware metric on maps keyed '<ytid>/<second>/<category>' (see docs/evaluation.md).",
 )
@@ -90,7 +93,7 @@ def _fmt(v: float) -> str:
 )
 @click.option(
     "--mode",
-    type=click.Choice(["class", "agnostic"]),
+    type=click.Choice(INSTRUMENT_MODES),
     default="class",
     show_default=True,
     help="audioset-instrument: one map per category (the paper) or one per frame.",
@@ -122,7 +125,7 @@ def evaluate_maps(
     from avprep.atomic import atomic_path
 
     t0 = time.perf_counter()
-    if benchmark == "audioset-instrument":
+    if benchmark == INSTRUMENT_BENCHMARK:
         from avmodels.commands.instrument_eval import score_instrument_maps
 
         score_instrument_maps(load_maps(maps_path), ann_path, video_ids, mode, allow_missing,

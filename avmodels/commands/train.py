@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from avmodels.engine.amp import AMP_MODES
 from avprep.clikit import benchmark_option
 
 
@@ -74,7 +75,7 @@ def show_progress(no_progress: bool) -> bool:
     help="Pretrained backbones (default: the method's, i.e. the paper's).",
 )
 @click.option("--device", help="cpu | cuda | cuda:N | auto (sets train.device).")
-@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), help="Mixed precision.")
+@click.option("--amp", type=click.Choice(AMP_MODES), help="Mixed precision.")
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile.")
 @click.option(
     "--no-progress",

@@ -7,11 +7,12 @@ has bf16 kernels) or ``fp16`` (CUDA only; gradients are scaled).
 from __future__ import annotations
 
 import contextlib
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from avprep.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -29,6 +30,8 @@ def autocast(mode: str, device: torch.device) -> Any:
     """An autocast context for ``mode`` on ``device`` (a no-op for ``none``)."""
     if mode == "none":
         return contextlib.nullcontext()
+    import torch
+
     dtype = torch.bfloat16 if mode == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
 
@@ -36,5 +39,7 @@ def autocast(mode: str, device: torch.device) -> Any:
 def grad_scaler(mode: str, device: torch.device) -> torch.amp.GradScaler | None:
     """A gradient scaler for fp16, else None."""
     if mode == "fp16":
+        import torch
+
         return torch.amp.GradScaler(device.type)
     return None

@@ -17,7 +17,7 @@ import datetime
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -25,6 +25,9 @@ from torch import nn
 from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
 
 from avprep.errors import ConfigError
+
+if TYPE_CHECKING:
+    from avmodels.engine.config_sections import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -211,19 +214,19 @@ def has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
-def wrap_model(method: nn.Module, env: DistEnv, cfg: dict[str, Any]) -> nn.Module:
-    """Synchronise BatchNorm and wrap in DDP when there is more than one process."""
+def wrap_model(method: nn.Module, env: DistEnv, tc: TrainConfig) -> nn.Module:
+    """Synchronise BatchNorm (``train.sync_bn``) and wrap in DDP when there is more than
+    one process."""
     if not env.distributed:
         return method
-    train = cfg.get("train", {})
-    if train.get("sync_bn", True) and has_batchnorm(method):
+    if tc.sync_bn and has_batchnorm(method):
         method.convert_sync_batchnorm(sync_batchnorm_converter(env.device))
-    synced = bool(train.get("sync_bn", True))
+    synced = tc.sync_bn
     ids = [env.device.index] if env.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(
         method,
         device_ids=ids,
-        find_unused_parameters=bool(train.get("find_unused_parameters", False)),
+        find_unused_parameters=tc.find_unused_parameters,
         # synchronised BatchNorm keeps running statistics equal on every rank;
         # without it, rank 0's are broadcast (DDP's default)
         broadcast_buffers=not synced,

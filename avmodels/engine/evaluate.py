@@ -74,7 +74,7 @@ def predict_maps(
                 arr = out.detach().float().cpu().numpy()
                 if arr.ndim != 3 or arr.shape[0] != len(ids):
                     raise InputError(
-                        f"{type(method).__name__}.localization_map returned shape {arr.shape}; "
+                        f"{type(method).__name__}.maps returned shape {arr.shape}; "
                         f"expected ({len(ids)}, h, w)"
                     )
                 for cid, m in zip(ids, arr):

@@ -32,7 +32,8 @@ from avprep.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-LOADERS = ("auto", "torch", "ring")
+from avmodels.engine.loader_kinds import LOADERS  # noqa: E402  (train.loader's choices)
+
 INPUTS = ("auto", "cpu", "gpu")
 
 
@@ -50,8 +51,7 @@ def collate_batch(items: Any) -> dict[str, Any]:
 def loader_kind(requested: str | None, dataset: Dataset) -> str:
     """``torch`` or ``ring`` for ``train.loader`` (``auto``: see the module docstring)."""
     requested = requested or "auto"
-    if requested not in LOADERS:
-        raise ConfigError(f"unknown train.loader {requested!r}; valid: {', '.join(LOADERS)}")
+    LOADERS.get(requested)  # an unknown name: ConfigError listing the registered ones
     if requested != "auto":
         return requested
     finished = getattr(dataset, "batched", None) is not None

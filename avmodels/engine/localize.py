@@ -46,11 +46,10 @@ from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
 from avprep.atomic import atomic_path
-from avprep.errors import AvprepError, ConfigError, InputError, MediaError, StoreError
+from avprep.errors import AvprepError, ConfigError, InputError, MediaError
+from avprep.store.layouts import sample_layout
 
 log = logging.getLogger(__name__)
-
-LAYOUTS = ("native", "sspl", "")  # "": unknown (read the extraction's files as they are)
 
 
 @dataclass
@@ -70,38 +69,12 @@ class TrainingInput:
 
 
 # -- what the training data was ---------------------------------------------------
-def _json_value(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return None
-    return value
-
-
 def dataset_extraction(ds: Any) -> dict[str, Any]:
-    """``{"layout", "profile", "params"}`` of one opened store (``params`` None if unknown)."""
-    from avprep.store.index import INDEX_NAME, NATIVE_FORMAT, read_index
+    """``{"layout", "profile", "params"}`` of one opened store (``params`` None if unknown);
+    the store's layout knows where it records them (``avprep.store.layouts``)."""
+    from avprep.store.layouts import layout_of_dataset
 
-    attrs = getattr(ds, "attrs", None) or {}
-    if attrs.get("layout") == "sspl":
-        name, params = "", None
-        root = getattr(ds, "root", None)
-        if root is not None and (Path(root) / INDEX_NAME).is_file():
-            try:
-                index_attrs = read_index(root).attrs or {}
-            except StoreError:
-                index_attrs = {}
-            name = str(index_attrs.get("avprep_profile") or "")
-            params = _json_value(index_attrs.get("avprep_profile_params"))
-        return {"layout": "sspl", "profile": name, "params": params or None}
-    layout = "native" if attrs.get("format") == NATIVE_FORMAT else ""
-    params = _json_value(attrs.get("profile_params"))
-    return {
-        "layout": layout,
-        "profile": str(attrs.get("profile") or ""),
-        "params": dict(params) if isinstance(params, dict) and params else None,
-    }
+    return layout_of_dataset(getattr(ds, "attrs", None) or {}).recorded_extraction(ds)
 
 
 def training_extraction(sources: Any) -> list[dict[str, Any]]:
@@ -194,8 +167,10 @@ def training_input(model_file: str | os.PathLike, obj: dict[str, Any], model: An
             )
         rec = known[0]
         layout = str(rec.get("layout") or "")
-        if layout not in LAYOUTS:
-            raise ConfigError(f"{where}: unknown store layout {layout!r}")
+        try:
+            sample_layout(layout)  # native | sspl | "" (the extraction's files as they are)
+        except ConfigError:
+            raise ConfigError(f"{where}: unknown store layout {layout!r}") from None
         profile = _profile_of(dict(rec["params"]), where)
         info = TrainingInput(profile, layout, where)
     else:
@@ -235,20 +210,12 @@ def _check_modalities(info: TrainingInput, model: Any) -> None:
 
 # -- one sample, as the training loader gave it --------------------------------------
 def _sample_from_record(record: Any, out: Path, layout: str = "") -> dict[str, Any]:
-    import cv2
     import soundfile as sf
 
-    from avprep.store import sspl as sspl_layout
-    from avprep.store.native import decode_jpeg
-
+    stored = sample_layout(layout)  # how the training store's reader gave each part
     outputs = record.outputs
     frame_file = out / outputs["frame"]
-    if layout == "sspl":
-        frame = sspl_layout.sspl_frame(frame_file).astype(np.uint8)
-    elif layout == "native":
-        frame = decode_jpeg(frame_file.read_bytes())
-    else:
-        frame = cv2.cvtColor(cv2.imread(str(frame_file), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    frame = stored.extracted_frame(frame_file)
     if frame is None:
         raise InputError(f"cannot decode the extracted frame {frame_file}")
     sample: dict[str, Any] = {
@@ -260,16 +227,12 @@ def _sample_from_record(record: Any, out: Path, layout: str = "") -> dict[str, A
     if "audio" in outputs:
         pcm, rate = sf.read(str(out / outputs["audio"]), dtype="int16", always_2d=False)
         audio = pcm.astype(np.float32) / np.float32(32768.0)
-        if layout == "sspl":
-            audio = sspl_layout.normalize_audio(audio)  # SSPL's layout stores it normalised
-        sample["audio"] = audio
+        sample["audio"] = stored.stored_audio(audio)
         sample["sample_rate"] = int(rate)
     for key in ("spectrogram", "flow"):
         if key in outputs:
             arr = np.load(out / outputs[key], allow_pickle=False)
-            if layout == "native":
-                arr = arr.astype(np.float16)  # what a native shard stores
-            sample[key] = arr.astype(np.float32)
+            sample[key] = stored.stored_array(arr).astype(np.float32)
     return sample
 
 

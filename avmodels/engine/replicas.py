@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -44,7 +44,9 @@ from avmodels.engine.distributed import (
     sync_batchnorm_converter,
     wrap_model,
 )
-from avprep.errors import ConfigError
+
+if TYPE_CHECKING:
+    from avmodels.engine.config_sections import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +67,17 @@ class ReplicaPlan:
         return self.mode == "independent"
 
 
-def replica_plan(cfg: dict[str, Any], env: DistEnv) -> ReplicaPlan:
-    """The plan ``train.replicas`` / ``train.replica_count`` give on ``env``."""
-    tc = cfg.get("train", {})
-    mode = str(tc.get("replicas", "averaged"))
-    if mode not in REPLICAS:
-        raise ConfigError(f"train.replicas must be one of {', '.join(REPLICAS)}, got {mode!r}")
+def replica_plan(tc: TrainConfig, env: DistEnv) -> ReplicaPlan:
+    """The plan ``train.replicas`` / ``train.replica_count`` give on ``env`` (both checked
+    with the config: :class:`~avmodels.engine.config_sections.TrainConfig`)."""
+    mode = tc.replicas
     if mode == "averaged" or env.distributed:
         return ReplicaPlan(mode, env.rank, env.world_size, emulated=False)
-    count = int(tc.get("replica_count", 2))
-    if count < 1:
-        raise ConfigError(f"train.replica_count must be >= 1, got {count}")
+    count = tc.replica_count
     return ReplicaPlan(mode, 0, count, emulated=count > 1)
 
 
-def prepare_model(method: nn.Module, plan: ReplicaPlan, env: DistEnv, cfg: dict) -> nn.Module:
+def prepare_model(method: nn.Module, plan: ReplicaPlan, env: DistEnv, tc: TrainConfig) -> nn.Module:
     """The module the training loop calls: DDP for ``averaged``, the method itself else.
 
     ``independent`` under torchrun: BatchNorm synchronised (``train.sync_bn``),
@@ -87,10 +85,10 @@ def prepare_model(method: nn.Module, plan: ReplicaPlan, env: DistEnv, cfg: dict)
     constructor does), no DDP wrapper, so gradients stay local.
     """
     if not plan.independent:
-        return wrap_model(method, env, cfg)
+        return wrap_model(method, env, tc)
     if not env.distributed:
         return method
-    if cfg.get("train", {}).get("sync_bn", True) and has_batchnorm(method):
+    if tc.sync_bn and has_batchnorm(method):
         method.convert_sync_batchnorm(sync_batchnorm_converter(env.device))
     with torch.no_grad():
         for t in [*method.parameters(), *method.buffers()]:

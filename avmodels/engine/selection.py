@@ -15,9 +15,12 @@ metric and preset chose the model.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from avprep.errors import ConfigError
+
+if TYPE_CHECKING:
+    from avmodels.engine.config_sections import EvalConfig, RunConfig
 
 # The preset that reproduces each method's own evaluation code (avmodels.metrics.presets).
 METHOD_PRESETS = {
@@ -34,19 +37,18 @@ def method_preset(method: str) -> str | None:
 
 
 def apply_selection(
-    method: str, cfg: dict[str, Any], info: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    method: str, cfg: RunConfig, info: dict[str, Any]
+) -> tuple[RunConfig, dict[str, Any]]:
     """(config, run record) with the selection settled and recorded (idempotent)."""
-    ev = dict(cfg["eval"])
     on_test = bool(info.get("select_on_test"))
-    preset_source = "eval.preset" if ev.get("preset") else "metrics default"
-    if on_test and not ev.get("preset") and method_preset(method):
-        ev["preset"] = method_preset(method)
+    preset_source = "eval.preset" if cfg.eval.preset else "metrics default"
+    if on_test and not cfg.eval.preset and method_preset(method):
+        cfg = cfg.with_eval(preset=method_preset(method))
         preset_source = f"method {method}'s own (--select-on-test)"
-    cfg = {**cfg, "eval": ev}
+    ev = cfg.eval
     if info.get("val"):
         data = "--val"
-    elif cfg.get("data", {}).get("val_fraction"):
+    elif cfg.data.val_fraction:
         data = "--val-fraction (held out of --data)"
     elif on_test:
         data = "the TEST set (--select-on-test, as the papers did: optimistic scores)"
@@ -54,8 +56,8 @@ def apply_selection(
         data = "none (the last epoch's model)"
     record = info.get("selection") or {
         "data": data,
-        "metric": ev.get("select"),
-        "preset": ev.get("preset") or "default",
+        "metric": ev.select,
+        "preset": ev.preset or "default",
         "preset_source": preset_source,
         "before_training": on_test,
     }
@@ -71,13 +73,12 @@ def evaluate_before_training(info: dict[str, Any], resumed: bool) -> bool:
 SELECT_HIGHER = {"ciou": True, "auc": True, "pointing": True, "mean_iou": True, "loss": False}
 
 
-def select_key(cfg: dict[str, Any], has_anns: bool) -> str:
-    """The validation figure that picks the kept model (``eval.select``, ``auto`` resolved)."""
-    key = str(cfg["eval"]["select"]).lower()
+def select_key(ev: EvalConfig, has_anns: bool) -> str:
+    """The validation figure that picks the kept model (``eval.select``, ``auto`` resolved;
+    its choices were checked with the config: ``auto`` or a key of :data:`SELECT_HIGHER`)."""
+    key = ev.select
     if key == "auto":
         return "ciou" if has_anns else "loss"
-    if key not in SELECT_HIGHER:
-        raise ConfigError(f"eval.select must be auto or one of {', '.join(SELECT_HIGHER)}")
     if key != "loss" and not has_anns:
         raise ConfigError(f"eval.select={key} needs validation annotations (--annotations)")
     return key

@@ -1,8 +1,10 @@
 """The training loop every method shares (``avmodels train``).
 
 One loop for all methods: it builds the method by name, feeds it batches
-from its own sample transform, optimises ``training_losses(batch)["loss"]``,
-validates with ``evaluation_step`` and ``avmodels.metrics``, keeps the best
+from its own sample transform, optimises ``training_losses(batch)["loss"]``
+(the method's ``losses`` of its ``encode``), validates with
+``evaluation_step`` (``maps`` and ``validation_losses`` of one ``encode``)
+and ``avmodels.metrics``, keeps the best
 model, stops early when validation stops improving, and checkpoints so that
 ``--resume`` continues exactly where it stopped (same next batch, same
 optimiser state, same RNG streams).
@@ -51,13 +53,16 @@ from avmodels.engine import runfolder
 from avmodels.engine.config import (
     apply_overrides,
     load_yaml,
+    method_defaults,
     parse_set,
     resolve_config,
 )
+from avmodels.engine.config_sections import RunConfig, typed
 from avmodels.engine.distributed import DistEnv, barrier, init_distributed, shutdown
 from avmodels.engine.evaluate import load_annotations
 from avmodels.engine.replicas import replica_plan, state_sha256
 from avmodels.engine.selection import SELECT_HIGHER, apply_selection, update_selection
+from avmodels.engine.store_check import check_store_inputs
 from avmodels.engine.trainer import Trainer, TrainingError, TrainState
 from avprep.errors import ConfigError, InputError
 
@@ -111,8 +116,12 @@ class TrainResult:
 
 
 # -- run directory ---------------------------------------------------------------
-def _prepare_run(req: TrainRequest) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """(method name, resolved config, run record) for a new or resumed run."""
+def _prepare_run(req: TrainRequest) -> tuple[str, RunConfig, dict[str, Any]]:
+    """(method name, resolved and validated config, run record) for a new or resumed run.
+
+    Every choice in the config is checked here (:func:`config_sections.typed`),
+    before any data is opened or the run folder is made.
+    """
     run = Path(req.out)
     if req.resume:
         info_path = run / "run.json"
@@ -122,13 +131,11 @@ def _prepare_run(req: TrainRequest) -> tuple[str, dict[str, Any], dict[str, Any]
         if req.method and req.method != info["method"]:
             raise ConfigError(f"{run} trains {info['method']}, not {req.method}")
         cfg = load_yaml(run / "config.yaml")
-        from avmodels.engine.config import method_defaults
-
         cfg = apply_overrides(method_defaults(info["method"]), cfg, str(run / "config.yaml"))
         if req.sets:
             log.warning("resuming with overrides %s", req.sets)
             cfg = apply_overrides(cfg, parse_set(req.sets), "--set")
-        return info["method"], cfg, info
+        return info["method"], typed(cfg), info
     if not req.method:
         raise ConfigError("name the method to train (see `avmodels methods`)")
     if not req.data:
@@ -146,8 +153,9 @@ def _prepare_run(req: TrainRequest) -> tuple[str, dict[str, Any], dict[str, Any]
     cfg = resolve_config(req.method, req.config_file, req.sets)
     if overrides:
         cfg = apply_overrides(cfg, overrides, "command line")
+    rc = typed(cfg)
     sources = [x for x in (req.val, req.select_on_test) if x]
-    if len(sources) > 1 or (sources and cfg["data"]["val_fraction"]):
+    if len(sources) > 1 or (sources and rc.data.val_fraction):
         raise ConfigError("give one of --val, --val-fraction, --select-on-test")
     info = {
         "method": req.method,
@@ -161,7 +169,7 @@ def _prepare_run(req: TrainRequest) -> tuple[str, dict[str, Any], dict[str, Any]
         "torch_version": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    return req.method, cfg, info
+    return req.method, rc, info
 
 
 # -- data ------------------------------------------------------------------------
@@ -174,20 +182,24 @@ class _Data:
     input: str = "cpu"  # train.input resolved: where the training frames are finished
 
 
-def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv, progress: bool = True) -> _Data:
+def _build_data(
+    method: Any, cfg: RunConfig, info: dict, env: DistEnv, progress: bool = True
+) -> _Data:
     specs = method.feature_caches()
     # the keyword only when caches exist: methods without caches may take no argument
     modalities = method.required_inputs(cached=True) if specs else method.required_inputs()
-    seed = int(cfg["train"]["seed"])
+    seed = cfg.train.seed
+    stores = [*info["data"], *(info.get("val") or []), *(info.get("select_on_test") or [])]
+    check_store_inputs(stores, modalities)  # from the indexes: before any shard is opened
     sources = open_sources(info["data"], modalities)
     train_rows: list[int] | None = None
     val_sources: Sources | None = None
     val_rows: list[int] | None = None
-    frac = cfg["data"]["val_fraction"]
+    frac = cfg.data.val_fraction
     if info.get("val"):
         val_sources, what = open_sources(info["val"], modalities), "--val"
     elif frac:
-        train_rows, val_rows = split_validation(sources.ids, float(frac), seed)
+        train_rows, val_rows = split_validation(sources.ids, frac, seed)
         val_sources, what = sources, f"{len(val_rows)} clips held out of --data ({frac:.0%})"
     elif info.get("select_on_test"):
         warnings.warn(
@@ -198,7 +210,7 @@ def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv, progress: bool
         val_sources, what = open_sources(info["select_on_test"], modalities), "the TEST set"
     else:
         what = "none"
-        if int(cfg["eval"]["every"]) > 0:
+        if cfg.eval.every > 0:
             log.warning("no validation split: the final model is the last epoch's")
     if val_sources is not None and train_rows is None:
         overlap = set(sources.ids) & set(val_sources.ids)
@@ -210,10 +222,9 @@ def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv, progress: bool
     def tables(src: Sources | None) -> list:
         if src is None or not specs:
             return []
-        cache_dir = cfg["data"]["feature_cache_dir"]
-        bs = int(cfg["data"]["cache_batch_size"])
+        cache_dir, bs = cfg.data.feature_cache_dir, cfg.data.cache_batch_size
         if env.is_main:
-            workers = int(cfg["train"]["num_workers"])
+            workers = cfg.train.num_workers
             feature_tables(specs, src, cache_dir, env.device, batch_size=bs,
                            num_workers=workers, progress=progress)  # fmt: skip
         barrier(env)
@@ -221,15 +232,13 @@ def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv, progress: bool
 
     train_tables = tables(sources)
     val_tables = train_tables if val_sources is sources else tables(val_sources)
-    augment = str(cfg["train"].get("augment", "batch"))
+    augment = cfg.train.augment
     train_tf = method.sample_transform(train=True)
     from avmodels.engine.loaders import input_mode
     from avmodels.methods.batch_augment import batched
 
     has_batched = augment == "batch" and batched(train_tf) is not None
-    mode = input_mode(
-        cfg["train"].get("input"), env.device, augment, has_batched, sources.can_defer_frames()
-    )
+    mode = input_mode(cfg.train.input, env.device, augment, has_batched, sources.can_defer_frames())
     train_ds = MethodDataset(
         sources, train_tf, train_rows, seed, train_tables, augment, defer_frames=mode == "gpu"
     )
@@ -239,7 +248,7 @@ def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv, progress: bool
         else None
     )
     anns = None
-    bench = cfg["eval"]["benchmark"]
+    bench = cfg.eval.benchmark
     if val_ds is not None and info.get("annotations"):
         if not bench:
             raise ConfigError("--annotations needs --benchmark (or eval.benchmark)")
@@ -257,7 +266,7 @@ def _build_data(method: Any, cfg: dict, info: dict, env: DistEnv, progress: bool
 def train(req: TrainRequest) -> TrainResult:
     """Run (or resume) one training run; see the module docstring."""
     method_name, cfg, info = _prepare_run(req)
-    env = init_distributed(cfg["train"]["device"])
+    env = init_distributed(cfg.train.device)
     try:
         if env.is_main and Path(req.out).is_dir():
             runfolder.lock(Path(req.out))  # refuse a second run on a live one at once
@@ -267,30 +276,30 @@ def train(req: TrainRequest) -> TrainResult:
         shutdown()
 
 
-def _train(req: TrainRequest, name: str, cfg: dict, info: dict, env: DistEnv) -> TrainResult:
+def _train(req: TrainRequest, name: str, cfg: RunConfig, info: dict, env: DistEnv) -> TrainResult:
     """Settle the run (selection, replicas, seeds, method, data), then the Trainer's loop."""
     from avmodels.methods import METHODS
 
-    amp = amp_mod.check_amp(cfg["train"]["amp"], env.device)
+    amp = amp_mod.check_amp(cfg.train.amp, env.device)
     # which model is kept and how replicas relate: settled here, recorded in run.json
     cfg, info = apply_selection(name, cfg, info)
-    plan = replica_plan(cfg, env)
+    plan = replica_plan(cfg.train, env)
     info = {**info, "world_size": env.world_size, "device": str(env.device)}
     info["replicas"] = dataclasses.asdict(plan)
 
-    seed = int(cfg["train"]["seed"])
+    seed = cfg.train.seed
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     import random
 
     random.seed(seed)
-    method = METHODS.get(name)(cfg).to(env.device)
+    method = METHODS.get(name)(cfg.raw).to(env.device)
     if env.is_main and getattr(method, "run_notes", None):  # e.g. mssl's pseudo-label source
         info = {**info, "notes": list(method.run_notes)}
         for note in info["notes"]:
             log.warning(note)
         # run.json (with the notes) is written when the run folder is made (Trainer.run)
-    if cfg["train"]["channels_last"]:
+    if cfg.train.channels_last:
         method = method.to(memory_format=torch.channels_last)
     data = _build_data(method, cfg, info, env, progress=req.progress)
     if env.is_main:

@@ -33,6 +33,7 @@ from avmodels.engine.checkpoint import (
     set_rng_state,
 )
 from avmodels.engine.config import save_config
+from avmodels.engine.config_sections import RunConfig
 from avmodels.engine.distributed import (
     DistEnv,
     all_reduce_mean,
@@ -124,7 +125,7 @@ def lr_row(optimizer: torch.optim.Optimizer) -> dict[str, float]:
 class Trainer:
     """One run's loop over a built method and its data (see the module docstring)."""
 
-    def __init__(self, req: Any, name: str, cfg: dict, info: dict, env: DistEnv, *,
+    def __init__(self, req: Any, name: str, cfg: RunConfig, info: dict, env: DistEnv, *,
                  plan: ReplicaPlan, method: Any, data: Any, amp: str) -> None:  # fmt: skip
         from avmodels.engine.localize import training_extraction
 
@@ -132,17 +133,17 @@ class Trainer:
         self.plan, self.method, self.data, self.amp = plan, method, data, amp
         self.run_dir = Path(req.out)
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
-        tc = cfg["train"]
-        self.channels_last = bool(tc["channels_last"])
+        tc = cfg.train
+        self.channels_last = tc.channels_last
         # model files say how their inputs were extracted, so `localize` prepares a video alike
         self.extraction = training_extraction(data.train.sources)
-        self.batch_size = int(tc["batch_size"])
-        self.epochs = int(tc["epochs"])
-        self.max_steps = tc["max_steps"]
-        self.log_every = max(1, int(tc["log_every"]))
-        self.ckpt_every = int(tc["checkpoint_every"] or 0)
-        self.eval_every = int(cfg["eval"]["every"])
-        self.eval_bs = int(cfg["eval"]["batch_size"] or self.batch_size)
+        self.batch_size = tc.batch_size
+        self.epochs = tc.epochs
+        self.max_steps = tc.max_steps
+        self.log_every = max(1, tc.log_every)
+        self.ckpt_every = tc.checkpoint_every
+        self.eval_every = cfg.eval.every
+        self.eval_bs = cfg.eval.batch_size or self.batch_size
         self._build_loader()
         self._build_optimisation()
         self.state = TrainState()
@@ -150,7 +151,7 @@ class Trainer:
 
     # -- setup -----------------------------------------------------------------------
     def _build_loader(self) -> None:
-        cfg, env, data, tc = self.cfg, self.env, self.data, self.cfg["train"]
+        cfg, env, data, tc = self.cfg, self.env, self.data, self.cfg.train
         # a method may batch its own way (mssl's scenes of several clips x pairs)
         own = getattr(self.method, "train_sampler", None)
         self.sampler = own and own(
@@ -158,8 +159,8 @@ class Trainer:
             batch_size=self.batch_size,
             rank=self.plan.rank,
             world_size=self.plan.world_size,
-            seed=int(tc["seed"]),
-            drop_last=bool(cfg["data"]["drop_last"]),
+            seed=tc.seed,
+            drop_last=cfg.data.drop_last,
         )
         if self.sampler is None:
             self.sampler = EpochSampler(
@@ -167,9 +168,9 @@ class Trainer:
                 batch_size=self.batch_size,
                 rank=self.plan.rank,
                 world_size=self.plan.world_size,
-                shuffle=bool(cfg["data"]["shuffle"]),
-                seed=int(tc["seed"]),
-                drop_last=bool(cfg["data"]["drop_last"]),
+                shuffle=cfg.data.shuffle,
+                seed=tc.seed,
+                drop_last=cfg.data.drop_last,
             )
         rows_per_batch = getattr(self.sampler, "rows_per_batch", self.batch_size)
         self.steps_per_epoch = self.sampler.batches_per_epoch()
@@ -182,20 +183,20 @@ class Trainer:
             data.train,
             batch_size=rows_per_batch,
             sampler=self.sampler,
-            num_workers=int(tc["num_workers"]),
+            num_workers=tc.num_workers,
             pin_memory=env.device.type == "cuda",
-            kind=str(tc["loader"]),
+            kind=tc.loader,
         )
         if data.input == "gpu":  # workers hand over JPEG bytes: decode and augment on the device
             from avmodels.engine.loaders import DeviceInput
 
             self.loader = DeviceInput(self.loader, data.train.finish, env.device)
         if env.is_main:
-            log.info("training input: %s (augment=%s)", data.input, tc.get("augment", "batch"))
+            log.info("training input: %s (augment=%s)", data.input, tc.augment)
 
     def _build_optimisation(self) -> None:
-        env, method, tc = self.env, self.method, self.cfg["train"]
-        self.model = prepare_model(method, self.plan, env, self.cfg)
+        env, method, tc = self.env, self.method, self.cfg.train
+        self.model = prepare_model(method, self.plan, env, tc)
         self.replica_line = describe_replicas(
             self.plan, len(self.data.train), self.batch_size, self.steps_per_epoch
         )
@@ -204,9 +205,9 @@ class Trainer:
         self.optimizer = method.build_optimizer()
         self.scheduler = method.build_scheduler(self.optimizer, self.steps_per_epoch)
         self.scaler = amp_mod.grad_scaler(self.amp, env.device)
-        self.forward = torch.compile(self.model) if tc["compile"] else self.model
+        self.forward = torch.compile(self.model) if tc.compile else self.model
         has_anns = self.data.annotations is not None
-        self.select = select_key(self.cfg, has_anns) if self.data.val is not None else None
+        self.select = select_key(self.cfg.eval, has_anns) if self.data.val is not None else None
         self.higher = SELECT_HIGHER.get(self.select or "loss", False)
 
     def _open_run_folder(self) -> None:
@@ -214,7 +215,7 @@ class Trainer:
         if self.env.is_main:
             runfolder.lock(self.run_dir)
             (self.run_dir / "checkpoints").mkdir(exist_ok=True)
-            save_config(self.cfg, self.run_dir / "config.yaml")
+            save_config(self.cfg.raw, self.run_dir / "config.yaml")
             write_json(self.run_dir / "run.json", self.info)
         barrier(self.env)
         self.runlog = RunLog(self.run_dir, enabled=self.env.is_main)
@@ -326,19 +327,19 @@ class Trainer:
             self.window = LossWindow()
 
     def _optimise(self, loss: torch.Tensor) -> None:
-        optimizer, scaler, clip = self.optimizer, self.scaler, self.cfg["train"]["grad_clip"]
+        optimizer, scaler, clip = self.optimizer, self.scaler, self.cfg.train.grad_clip
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
             if clip:
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(self.method.parameters(), float(clip))
+                torch.nn.utils.clip_grad_norm_(self.method.parameters(), clip)
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
             if clip:
-                torch.nn.utils.clip_grad_norm_(self.method.parameters(), float(clip))
+                torch.nn.utils.clip_grad_norm_(self.method.parameters(), clip)
             optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -353,18 +354,18 @@ class Trainer:
             self.runlog.log_val(row)
             s.last_val = row
             score = row.get("val_loss" if self.select == "loss" else self.select)
-            patience = self.cfg["eval"]["patience"]
+            patience = self.cfg.eval.patience
             improved = s.record_validation(
                 score,
                 epoch + 1,
                 higher=self.higher,
-                min_delta=float(self.cfg["eval"]["min_delta"]),
+                min_delta=self.cfg.eval.min_delta,
                 patience=patience,
             )
             if improved and self.env.is_main:
                 meta = {"epoch": epoch + 1, "select": self.select, "score": score}
                 meta["extraction"] = self.extraction
-                save_model(self.run_dir / "best.pt", self.method, self.cfg, meta=meta)
+                save_model(self.run_dir / "best.pt", self.method, self.cfg.raw, meta=meta)
             if s.stopped_early:
                 log.info("early stop: %s validations without improvement", patience)
                 go_on = False
@@ -390,7 +391,7 @@ class Trainer:
             batch_size=self.eval_bs,
             amp=self.amp,
             channels_last=self.channels_last,
-            with_loss=bool(cfg["eval"]["loss"]),
+            with_loss=cfg.eval.loss,
             progress=self.req.progress and env.is_main,
         )
         row: dict[str, Any] = {
@@ -399,7 +400,7 @@ class Trainer:
             "val_loss": float("nan") if vloss is None else vloss,
         }
         if self.data.annotations:
-            res = score_maps(maps, self.data.annotations, cfg["eval"]["preset"], allow_missing=True)
+            res = score_maps(maps, self.data.annotations, cfg.eval.preset, allow_missing=True)
             row.update(ciou=res.ciou, auc=res.auc, mean_iou=res.mean_iou, pointing=res.pointing)
         if env.is_main:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("step", "epoch"))
@@ -435,7 +436,7 @@ class Trainer:
         bn_hashes = gather_objects(batchnorm_sha256(self.method), env) if independent else None
         if env.is_main:
             meta = {"epoch": s.epoch, "step": s.step, "extraction": self.extraction}
-            save_model(run / "final.pt", self.method, self.cfg, meta=meta)
+            save_model(run / "final.pt", self.method, self.cfg.raw, meta=meta)
             self.runlog.close()
             self.runlog.plot()
             result = {

@@ -5,13 +5,21 @@ one by name, feeds it batches produced by the method's own sample transform,
 optimises the ``"loss"`` entry of :meth:`Method.training_losses`, and scores
 :meth:`Method.localization_map` with ``avmodels.metrics``.
 
+A method implements its forward pass in three parts: :meth:`Method.encode`
+(batch -> features: the networks run once), :meth:`Method.losses` (features
+-> loss terms) and :meth:`Method.maps` (features -> localisation maps). The
+batch-level calls the engine makes are written once here on top of them:
+``training_losses = losses(encode(batch))``, ``localization_map =
+maps(encode(batch))`` and :meth:`Method.evaluation_step` (one ``encode``
+shared by the maps and the validation losses).
+
 A method module registers itself with ``@METHODS.register("name")``;
 ``avmodels.methods`` imports every method module so the registry is full.
 
 Optional hooks (all have working defaults) let a method customise the engine
 without the engine knowing about it: :meth:`Method.build_scheduler`,
 :meth:`Method.on_epoch_start`, :meth:`Method.after_optimizer_step`,
-:meth:`Method.evaluation_step`, :meth:`Method.convert_sync_batchnorm`,
+:meth:`Method.validation_losses`, :meth:`Method.convert_sync_batchnorm`,
 :meth:`Method.batch_to_device` and :meth:`Method.feature_caches` (frozen
 features computed once per clip and stored beside the shards).
 """
@@ -31,6 +39,9 @@ from torch import nn
 from avprep.registry import Registry
 
 Batch = dict[str, Any]
+Features = Any
+"""What a method's :meth:`Method.encode` returns (a tuple or dict of tensors); only
+the same method's :meth:`Method.losses` and :meth:`Method.maps` read it."""
 
 
 @dataclass(frozen=True)
@@ -149,10 +160,35 @@ class Method(nn.Module, abc.ABC):
             out[key] = value
         return out
 
-    # -- training ----------------------------------------------------------
+    # -- the forward pass: encode, then losses and maps ----------------------
     @abc.abstractmethod
+    def encode(self, batch: Batch) -> Features:
+        """Run the networks on a batch; :meth:`losses` and :meth:`maps` read the result.
+
+        Whatever depends on the mode happens here (dropout, BatchNorm
+        statistics, a momentum encoder's update in training mode), once per batch.
+        """
+
+    @abc.abstractmethod
+    def losses(self, features: Features, batch: Batch) -> dict[str, torch.Tensor]:
+        """Loss terms of an encoded batch; ``"loss"`` is the one optimised.
+
+        ``batch`` is the one given to :meth:`encode` (for targets, labels or
+        the inputs of a second pass, e.g. a transformed frame).
+        """
+
+    @abc.abstractmethod
+    def maps(self, features: Features, batch: Batch) -> torch.Tensor:
+        """(B, h, w) float maps of an encoded batch, larger where the source is more likely."""
+
+    def validation_losses(self, features: Features, batch: Batch) -> dict[str, torch.Tensor]:
+        """Loss terms reported on validation batches (default: :meth:`losses`)."""
+        return self.losses(features, batch)
+
+    # -- training ----------------------------------------------------------
     def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Loss terms of a training batch; ``"loss"`` is the one optimised."""
+        """Loss terms of a training batch: :meth:`losses` of :meth:`encode`."""
+        return self.losses(self.encode(batch), batch)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The training forward pass; DistributedDataParallel calls this."""
@@ -163,45 +199,29 @@ class Method(nn.Module, abc.ABC):
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     def build_optimizer(self) -> torch.optim.Optimizer:
-        opt = self.cfg.get("optim", {})
-        kind = opt.get("name", "adam").lower()
-        lr = float(opt.get("lr", 1e-4))
-        wd = float(opt.get("weight_decay", 0.0))
-        groups = self.param_groups()
-        if kind == "adam":
-            return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
-        if kind == "adamw":
-            betas = tuple(opt.get("betas", (0.9, 0.999)))
-            return torch.optim.AdamW(groups, lr=lr, weight_decay=wd, betas=betas)
-        if kind == "sgd":
-            return torch.optim.SGD(
-                groups, lr=lr, weight_decay=wd, momentum=float(opt.get("momentum", 0.9))
-            )
-        raise ValueError(f"unknown optimiser {kind!r}; valid: adam, adamw, sgd")
+        """``optim.name`` from :data:`avmodels.engine.optimizers.OPTIMIZERS`."""
+        from avmodels.engine.config_sections import OptimConfig
+        from avmodels.engine.optimizers import OPTIMIZERS
+
+        opt = OptimConfig.from_config(self.cfg)
+        return OPTIMIZERS.get(opt.name)(self.param_groups(), opt)
 
     def build_scheduler(
         self, optimizer: torch.optim.Optimizer, steps_per_epoch: int
     ) -> torch.optim.lr_scheduler.LRScheduler | None:
         """A learning-rate scheduler stepped after every optimiser step, or None.
 
-        The default reads ``optim.scheduler``: ``constant`` (None, the
+        The default reads ``optim.scheduler`` from
+        :data:`avmodels.engine.optimizers.SCHEDULERS`: ``constant`` (None, the
         default), ``cosine`` (over ``train.epochs``) or ``step``
         (``optim.step_epochs``, ``optim.gamma``).
         """
-        opt = self.cfg.get("optim", {})
-        kind = str(opt.get("scheduler", "constant")).lower()
+        from avmodels.engine.config_sections import OptimConfig
+        from avmodels.engine.optimizers import SCHEDULERS
+
+        opt = OptimConfig.from_config(self.cfg)
         epochs = int(self.cfg.get("train", {}).get("epochs", 1))
-        total = max(1, steps_per_epoch * epochs)
-        if kind in ("constant", "none"):
-            return None
-        if kind == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-        if kind == "step":
-            step = max(1, int(opt.get("step_epochs", 30)) * steps_per_epoch)
-            return torch.optim.lr_scheduler.StepLR(
-                optimizer, step_size=step, gamma=float(opt.get("gamma", 0.1))
-            )
-        raise ValueError(f"unknown scheduler {kind!r}; valid: constant, cosine, step")
+        return SCHEDULERS.get(opt.scheduler)(optimizer, opt, steps_per_epoch, epochs)
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called before each training epoch (0-based)."""
@@ -219,18 +239,15 @@ class Method(nn.Module, abc.ABC):
         convert(self)
 
     # -- inference ---------------------------------------------------------
-    @abc.abstractmethod
     def localization_map(self, batch: Batch) -> torch.Tensor:
-        """(B, h, w) float map, larger where the sound source is more likely."""
+        """(B, h, w) float maps of a batch: :meth:`maps` of :meth:`encode`."""
+        return self.maps(self.encode(batch), batch)
 
     def evaluation_step(self, batch: Batch, with_loss: bool) -> tuple[torch.Tensor, dict | None]:
-        """Maps (and validation losses when asked) of an evaluation batch.
-
-        The default calls :meth:`localization_map` and, with ``with_loss``,
-        :meth:`training_losses`; override to share one forward pass.
-        """
-        maps = self.localization_map(batch)
-        return maps, (self.training_losses(batch) if with_loss else None)
+        """Maps (and, with ``with_loss``, :meth:`validation_losses`) of one encoded batch."""
+        features = self.encode(batch)
+        maps = self.maps(features, batch)
+        return maps, (self.validation_losses(features, batch) if with_loss else None)
 
 
 METHODS: Registry[type[Method]] = Registry("method")

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from avmodels.layers.gather import gather_batch
 from avmodels.methods.base import METHODS, Batch, Method
 from avmodels.methods.construction import merge_defaults, positive_tau
 from avmodels.methods.mil import (
@@ -35,7 +36,6 @@ from avmodels.methods.mil import (
     ObjectSaliency,
     av_map,
     blend_with_saliency,
-    gather_batch,
     mil_data_defaults,
     mil_infonce,
     mil_model_defaults,
@@ -91,35 +91,29 @@ class Ezvsl(Method):
         return MilSample(self.cfg, train)
 
     # -- model -------------------------------------------------------------
-    def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalised visual maps (B, dim, h, w) and audio vectors (B, dim)."""
         img = F.normalize(self.img_proj(self.vision(batch["frame"])), dim=1)
         aud = F.normalize(self.aud_proj(self.audio(batch["spectrogram"])), dim=1)
         return img, aud
 
-    def loss_of(self, img: torch.Tensor, aud: torch.Tensor) -> torch.Tensor:
+    def losses(
+        self, features: tuple[torch.Tensor, torch.Tensor], batch: Batch
+    ) -> dict[str, torch.Tensor]:
+        img, aud = features
         share = bool(self.cfg["loss"]["global_negatives"])
         img_all, offset = gather_batch(img, share)
         aud_all, _ = gather_batch(aud, share)
         loss, _ = mil_infonce(img, aud, img_all, aud_all, offset, self.tau)
-        return loss
+        return {"loss": loss}
 
-    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        img, aud = self.embed(batch)
-        return {"loss": self.loss_of(img, aud)}
-
-    def localization_map(self, batch: Batch) -> torch.Tensor:
-        img, aud = self.embed(batch)
+    def maps(self, features: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> torch.Tensor:
+        img, aud = features
         return self._final_map(batch, av_map(img, aud, self.tau))
-
-    def evaluation_step(self, batch: Batch, with_loss: bool) -> tuple[torch.Tensor, dict | None]:
-        img, aud = self.embed(batch)
-        maps = self._final_map(batch, av_map(img, aud, self.tau))
-        return maps, ({"loss": self.loss_of(img, aud)} if with_loss else None)
 
     # -- the object-saliency blend -------------------------------------------
     def map_label(self) -> str:
-        """What :meth:`localization_map` returns: ``av`` or ``av+obj(alpha=...)``."""
+        """What :meth:`maps` returns: ``av`` or ``av+obj(alpha=...)``."""
         ev = self.cfg["eval_map"]
         return f"av+obj(alpha={float(ev['alpha']):g})" if ev["object_saliency"] else "av"
 

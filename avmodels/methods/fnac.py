@@ -38,13 +38,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from avmodels.layers.gather import gather_batch
+from avmodels.layers.normalise import minmax
+from avmodels.layers.similarity import pair_maps
 from avmodels.methods.base import METHODS, Batch, Method
 from avmodels.methods.construction import merge_defaults, positive_tau
 from avmodels.methods.mil import (
     MIL_SMOKE_SPECTROGRAM,
     MilSample,
     av_map,
-    gather_batch,
     mil_data_defaults,
     mil_dropouts,
     mil_infonce,
@@ -92,10 +94,7 @@ def fnac_terms(
     img_avg_all, _ = gather_batch(img_avg, global_negatives)
     img_attn = img_avg @ img_avg_all.t() / tau
 
-    loc = torch.einsum("nchw,nc->nhw", img, aud) / tau
-    lo = torch.amin(loc, (1, 2), keepdim=True)
-    hi = torch.amax(loc, (1, 2), keepdim=True)
-    loc = (loc - lo) / (hi - lo + 1e-5)
+    loc = minmax(pair_maps(img, aud) / tau, 1e-5)
     frg = (img * (loc > high_conf).unsqueeze(1)).flatten(-2).mean(dim=-1)
     frg_all, _ = gather_batch(frg, global_negatives)
     frg_attn = frg @ frg_all.t() / tau
@@ -163,14 +162,19 @@ class Fnac(Method):
     def on_epoch_start(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """L2-normalised visual maps (B, dim, h, w) and audio vectors (B, dim), after dropout."""
         img = self.img_dropout(self.vision(batch["frame"]))
         img = F.normalize(self.img_proj(img), dim=1)
         aud = self.aud_dropout(self.audio(batch["spectrogram"]))
         aud = F.normalize(self.aud_proj(aud), dim=1)
         return img, aud
 
-    def losses_of(self, img: torch.Tensor, aud: torch.Tensor) -> dict[str, torch.Tensor]:
+    def losses(
+        self, features: tuple[torch.Tensor, torch.Tensor], batch: Batch
+    ) -> dict[str, torch.Tensor]:
+        """EZ-VSL's loss, plus FNAC's weighted terms after the warm-up epochs."""
+        img, aud = features
         lc = self.cfg["loss"]
         terms = fnac_terms(img, aud, self.tau, float(lc["high_conf"]), bool(lc["global_negatives"]))
         loss = terms["loss_ezvsl"]
@@ -183,17 +187,9 @@ class Fnac(Method):
             )
         return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
 
-    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return self.losses_of(*self.embed(batch))
-
-    def localization_map(self, batch: Batch) -> torch.Tensor:
-        img, aud = self.embed(batch)
+    def maps(self, features: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> torch.Tensor:
+        img, aud = features
         return av_map(img, aud, self.tau)
-
-    def evaluation_step(self, batch: Batch, with_loss: bool) -> tuple[torch.Tensor, dict | None]:
-        img, aud = self.embed(batch)
-        maps = av_map(img, aud, self.tau)
-        return maps, ({"loss": self.losses_of(img, aud)["loss"]} if with_loss else None)
 
 
 def fnac_state_from_official(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -26,15 +26,14 @@ freezes them too).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from avmodels.backbones.resnet import build_stream, lvs_init
+from avmodels.layers.attention import FlowAttention
 from avmodels.methods.audio_input import SpectrogramInput
 from avmodels.methods.augment import FrameFlowCrop
 from avmodels.methods.base import METHODS, Batch, Method
@@ -51,29 +50,6 @@ from avmodels.methods.trimap import TrimapConfig, TrimapHead, trimap_loss_defaul
 from avprep.errors import ConfigError, InputError
 
 FLOWTYPES = ("cnn", "maxpool")
-
-
-class FlowAttention(nn.Module):
-    """HTF's cross attention: query image, key flow, value image (``Self_Attn``)."""
-
-    def __init__(self, in_dim: int, key_in_dim: int) -> None:
-        super().__init__()
-        self.inner = in_dim // 8
-        self.query_conv = nn.Conv2d(in_dim, self.inner, kernel_size=1)
-        self.key_conv = nn.Conv2d(key_in_dim, self.inner, kernel_size=1)
-        self.value_conv = nn.Conv2d(in_dim, in_dim, kernel_size=1)
-
-    def forward(self, img: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns the attended value (B, C, h, w) and the attention (B, N query, N key)."""
-        b, c, h, w = img.shape
-        if flow.shape[-2:] != (h, w):
-            raise ValueError(f"flow map {tuple(flow.shape[-2:])} differs from image map {(h, w)}")
-        q = self.query_conv(img).flatten(2).transpose(1, 2)  # (B, N, C/8)
-        k = self.key_conv(flow).flatten(2)  # (B, C/8, N)
-        att = torch.softmax(torch.bmm(q, k) / math.sqrt(self.inner), dim=-1)
-        v = self.value_conv(img).flatten(2)  # (B, C, N)
-        out = torch.bmm(v, att.transpose(1, 2))
-        return out.view(b, c, h, w), att
 
 
 _HTF_PREFIXES = {"imgnet": "vision", "audnet": "audio", "flownet": "flow", "flowatt": "flowatt"}
@@ -217,7 +193,7 @@ class HearTheFlow(TrimapHead, Method):
         return HtfSample(self.cfg, train)
 
     # -- model -------------------------------------------------------------
-    def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalised attended image features (B, C, h, w) and audio vectors (B, C)."""
         img = self.vision(batch["frame"])
         aud = F.normalize(self.audio(batch["spectrogram"]), dim=1)

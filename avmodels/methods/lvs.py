@@ -126,7 +126,8 @@ class Lvs(TrimapHead, Method):
         return LvsSample(self.cfg, train)
 
     # -- model -------------------------------------------------------------
-    def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """L2-normalised visual maps (B, C, h, w) and audio vectors (B, C)."""
         img = F.normalize(self.vision(batch["frame"]), dim=1)
         aud = F.normalize(self.audio(batch["spectrogram"]), dim=1)
         return img, aud

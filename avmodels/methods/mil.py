@@ -24,7 +24,7 @@ clip by the same map:
 Multi-process training. The originals compute the loss of each GPU's
 sub-batch alone (negatives from the same GPU only). ``loss.global_negatives``
 (off by default, as the originals) gathers the other processes' features
-(:func:`gather_batch`, gradients flow back to their owners) so that N
+(:func:`avmodels.layers.gather.gather_batch`, gradients flow back to their owners) so that N
 processes with batch b train exactly as one process with batch N b.
 """
 
@@ -34,11 +34,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from avmodels.backbones.resnet import build_stream, imagenet_weights_path, load_imagenet
+from avmodels.layers.normalise import minmax_guarded
+from avmodels.layers.similarity import cross_maps, pair_maps
 from avmodels.methods.audio_input import FrameSpectrogramSample
 from avmodels.methods.augment import ResizeRandomCropFlip, ResizeSquash
 from avmodels.methods.construction import (
@@ -134,47 +135,12 @@ def projections(channels: int, dim: int) -> tuple[nn.Conv2d, nn.Linear]:
 
 def av_map(img: torch.Tensor, aud: torch.Tensor, tau: float) -> torch.Tensor:
     """Each clip's map ``<V_i, a_i> / tau`` (B, h, w) of L2-normalised features."""
-    return torch.einsum("nchw,nc->nhw", img.float(), aud.float()) / tau
+    return pair_maps(img.float(), aud.float()) / tau
 
 
 def mil_logits(img: torch.Tensor, aud: torch.Tensor, tau: float) -> torch.Tensor:
     """``max_{h,w} <V_n, a_m> / tau`` (n, m) for images ``img`` and audios ``aud``."""
-    return (torch.einsum("nchw,mc->nmhw", img, aud) / tau).flatten(-2).max(dim=-1).values
-
-
-# -- the batch across processes ---------------------------------------------------
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """All-gather along dim 0; the gradient of every block goes back to its owner (summed)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        world, rank = dist.get_world_size(), dist.get_rank()
-        parts = [torch.empty_like(x) for _ in range(world)]
-        dist.all_gather(parts, x.contiguous())
-        ctx.rank, ctx.n = rank, x.shape[0]
-        return torch.cat(parts, dim=0)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)  # every process's loss depends on this process's rows
-        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
-
-
-def gather_batch(x: torch.Tensor, enabled: bool) -> tuple[torch.Tensor, int]:
-    """(the global batch, the row where this process's block starts).
-
-    Without a process group (or with ``enabled`` false) the local batch and 0.
-    Every process must hold the same number of rows (the engine drops the last
-    partial training batch).
-    """
-    if not enabled or not dist.is_available() or not dist.is_initialized():
-        return x, 0
-    if dist.get_world_size() == 1:
-        return x, 0
-    return _GatherWithGrad.apply(x), dist.get_rank() * x.shape[0]
+    return (cross_maps(img, aud) / tau).flatten(-2).max(dim=-1).values
 
 
 def mil_infonce(
@@ -237,15 +203,6 @@ class ObjectSaliency(nn.Module):
 
     def forward(self, frame: torch.Tensor) -> torch.Tensor:
         return self.net(frame).abs().mean(dim=1)
-
-
-def minmax_guarded(x: torch.Tensor) -> torch.Tensor:
-    """Per map ``(x - min) / (max - min)``; a constant map is returned unchanged."""
-    flat = x.flatten(1)
-    lo, hi = flat.min(1).values, flat.max(1).values
-    span = (hi - lo).view(-1, *([1] * (x.dim() - 1)))
-    out = (x - lo.view_as(span)) / torch.where(span == 0, torch.ones_like(span), span)
-    return torch.where(span == 0, x, out)
 
 
 def blend_with_saliency(

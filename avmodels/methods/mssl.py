@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avmodels.backbones.resnet import build_stream
+from avmodels.layers.heads import pointwise_mlp
 from avmodels.methods.audio_input import SpectrogramInput
 from avmodels.methods.augment import ResizeSquash
 from avmodels.methods.base import METHODS, Batch, Method
@@ -332,8 +333,8 @@ class MultiSource(Method):
         )
         self.class_a = nn.Conv2d(c, k, 1, bias=False)
         self.class_v = nn.Conv2d(c, k, 1, bias=False)
-        self.project_a = _projection(c, int(m["proj_hidden"]), int(m["embed_dim"]))
-        self.project_v = _projection(c, int(m["proj_hidden"]), int(m["embed_dim"]))
+        self.project_a = pointwise_mlp(c, int(m["proj_hidden"]), int(m["embed_dim"]))
+        self.project_v = pointwise_mlp(c, int(m["proj_hidden"]), int(m["embed_dim"]))
         self.kmeans = OnlineKMeans(k, 2 * c, float(lab["kmeans_momentum"]))
         self.num_classes = k
 
@@ -424,7 +425,7 @@ class MultiSource(Method):
         )
 
     # -- model -------------------------------------------------------------
-    def _encode(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
         feat_a = self.audio(batch["spectrogram"])
         feat_v = self.vision(batch["frame"])
         pooled_a, pooled_v = feat_a.mean(dim=(2, 3)), feat_v.mean(dim=(2, 3))
@@ -480,11 +481,7 @@ class MultiSource(Method):
         fine_v = F.normalize(self.project_v(cam_pool(enc["feat_v"], cam_v)), dim=1)
         return fine_a, fine_v, cam_a, cam_v
 
-    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        enc = self._encode(batch)
-        return self._losses(batch, enc)
-
-    def _losses(self, batch: Batch, enc: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def losses(self, enc: dict[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
         per_clip = self.scene_frames if self.training else 1  # scene batches in training only
         avc = balanced_pair_loss(pair_logits(self.avc, enc["pooled_a"], enc["pooled_v"]), per_clip)
         lab_a, lab_v, w = self._targets(batch, enc)
@@ -508,7 +505,7 @@ class MultiSource(Method):
 
     def class_maps(self, batch: Batch, enc: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """(B, K, h, w) per-class maps: embedding cosines (stage 2) or visual CAMs (stage 1)."""
-        enc = enc if enc is not None else self._encode(batch)
+        enc = enc if enc is not None else self.encode(batch)
         if self.stage == 1:
             # after stage 1 the projections are untrained: the coarse, class-level map
             return F.relu(self.class_v(enc["feat_v"]))
@@ -519,19 +516,10 @@ class MultiSource(Method):
         sim = F.relu(torch.einsum("bdk,bdn->bkn", fine_a.float(), fine_v.float()))
         return sim.reshape(*sim.shape[:2], *feat_v.shape[-2:])
 
-    def localization_map(self, batch: Batch) -> torch.Tensor:
-        enc = self._encode(batch)
-        return self._map(batch, enc)
-
-    def _map(self, batch: Batch, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+    def maps(self, enc: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
         ms = self.cfg["mssl"]
         maps = self.class_maps(batch, enc)
         return combine_classes(maps, enc["cls_a"], ms["map"], float(ms["prob_threshold"]))
-
-    def evaluation_step(self, batch: Batch, with_loss: bool) -> tuple[torch.Tensor, dict | None]:
-        enc = self._encode(batch)
-        maps = self._map(batch, enc)
-        return maps, (self._losses(batch, enc) if with_loss else None)
 
 
 def label_source_notes(lab: Mapping[str, Any]) -> list[str]:
@@ -555,9 +543,3 @@ def label_source_notes(lab: Mapping[str, Any]) -> list[str]:
         "no pseudo labels given (labels.file) and labels.fallback=none: the classification "
         "losses are off for every clip unless the store holds labels_a/labels_v"
     ]
-
-
-def _projection(c: int, hidden: int, out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv1d(c, hidden, 1, bias=False), nn.ReLU(True), nn.Conv1d(hidden, out, 1, bias=False)
-    )

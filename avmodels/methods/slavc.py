@@ -47,12 +47,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avmodels.layers.gather import gather_batch
+from avmodels.layers.normalise import minmax_guarded
+from avmodels.layers.similarity import cross_maps, pair_maps
 from avmodels.methods.base import METHODS, Batch, Method
 from avmodels.methods.construction import merge_defaults, positive_tau
 from avmodels.methods.mil import (
     MIL_SMOKE_SPECTROGRAM,
     MilSample,
-    gather_batch,
     mil_data_defaults,
     mil_dropouts,
     mil_init,
@@ -102,8 +104,8 @@ def slavc_loss(
     aud2_all, _ = gather_batch(aud2, global_negatives)
 
     def score(v1, v2, a1, a2):  # (n, m): log sum_hw softmax_m(.) softmax_hw(.)
-        s1 = torch.einsum("nchw,mc->nmhw", v1, a1).flatten(-2) / tau
-        s2 = torch.einsum("nchw,mc->nmhw", v2, a2).flatten(-2) / tau
+        s1 = cross_maps(v1, a1).flatten(-2) / tau
+        s2 = cross_maps(v2, a2).flatten(-2) / tau
         return torch.log((F.softmax(s1, dim=1) * F.softmax(s2, dim=2)).sum(2))
 
     i2a = score(img1, img2, aud1_t_all, aud2_t_all)
@@ -135,9 +137,7 @@ def slavc_prediction(
     n = flat.shape[1]
     confidence = torch.sort(flat, dim=1).values[:, -(n // 4) :].mean(dim=1)
     if relative:
-        mn, mx = flat.min(1).values, flat.max(1).values
-        span = (mx - mn).view(-1, 1, 1)
-        pred = torch.where(span == 0, scores, (scores - mn.view(-1, 1, 1)) / span)
+        pred = minmax_guarded(scores)
         threshold = torch.sort(pred.flatten(1), dim=1).values[:, int(n * pred_size)]
     else:
         pred = scores
@@ -229,33 +229,34 @@ class Slavc(Method):
             for p, q in zip(online.parameters(), twin.parameters(), strict=True):
                 q.data = q.data * m + p.data * (1.0 - m)
 
-    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def encode(self, batch: Batch) -> dict[str, tuple[torch.Tensor, ...]]:
+        """The online features and, after the momentum update (training mode), the targets."""
         online = self.features(batch, momentum=False)
         if self.training:
             self.momentum_update()
         with torch.no_grad():
             targets = self.features(batch, momentum=True)
-        return {"loss": self.loss_of(online, targets)}
+        return {"online": online, "momentum": targets}
 
-    def loss_of(self, online: tuple[torch.Tensor, ...], targets: tuple) -> torch.Tensor:
-        img1, img2, aud1, aud2 = online
+    def losses(self, features: dict[str, tuple], batch: Batch) -> dict[str, torch.Tensor]:
+        img1, img2, aud1, aud2 = features["online"]
         share = bool(self.cfg["loss"]["global_negatives"])
-        return slavc_loss(img1, img2, aud1, aud2, targets, self.tau, share)
+        loss = slavc_loss(img1, img2, aud1, aud2, features["momentum"], self.tau, share)
+        return {"loss": loss}
 
-    def _maps(self, feats: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def maps(self, features: dict[str, tuple], batch: Batch) -> torch.Tensor:
+        """``(S1 + S2) / 2`` of the online features (``eval_map.momentum``: the targets)."""
+        feats = features["momentum" if self.cfg["eval_map"]["momentum"] else "online"]
         img1, img2, aud1, aud2 = (f.float() for f in feats)
-        s1 = torch.einsum("nchw,nc->nhw", img1, aud1) / self.tau
-        s2 = torch.einsum("nchw,nc->nhw", img2, aud2) / self.tau
+        s1 = pair_maps(img1, aud1) / self.tau
+        s2 = pair_maps(img2, aud2) / self.tau
         return (s1 + s2) / 2
 
     def localization_map(self, batch: Batch) -> torch.Tensor:
-        return self._maps(self.features(batch, momentum=bool(self.cfg["eval_map"]["momentum"])))
-
-    def evaluation_step(self, batch: Batch, with_loss: bool) -> tuple[torch.Tensor, dict | None]:
-        online = self.features(batch, momentum=False)
-        targets = self.features(batch, momentum=True)
-        maps = self._maps(targets if self.cfg["eval_map"]["momentum"] else online)
-        return maps, ({"loss": self.loss_of(online, targets)} if with_loss else None)
+        # the map reads one encoder: run only that one (half the cost, and no
+        # momentum update when called in training mode)
+        key = "momentum" if self.cfg["eval_map"]["momentum"] else "online"
+        return self.maps({key: self.features(batch, momentum=key == "momentum")}, batch)
 
     def extended_prediction(
         self, batch: Batch, relative: bool = False, pred_size: float = 0.5, pred_thr: float = 0.5

@@ -161,12 +161,15 @@ class SslTie(TrimapHead, Method):
         aud = F.normalize(self.audio(spec), dim=1)
         return img, aud
 
-    def pair(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         return self.embed(batch["frame"], batch["spectrogram"])
 
-    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        frame, spec = batch["frame"], batch["spectrogram"]
-        img, aud = self.embed(frame, spec)
+    def losses(
+        self, features: tuple[torch.Tensor, torch.Tensor], batch: Batch
+    ) -> dict[str, torch.Tensor]:
+        """The tri-map loss of the frame and of its transformed copy, plus equivariance."""
+        img, aud = features
+        frame = batch["frame"]
         out = trimap_loss(img, aud, self.loss_cfg)
 
         eq = self.cfg["equivariance"]
@@ -190,3 +193,10 @@ class SslTie(TrimapHead, Method):
             "loss_cl_t": out_t.loss.detach(),
             "loss_equi": loss_eq.detach(),
         }
+
+    def validation_losses(
+        self, features: tuple[torch.Tensor, torch.Tensor], batch: Batch
+    ) -> dict[str, torch.Tensor]:
+        # validation reports the tri-map loss alone: no random transformation, so a
+        # fixed validation set gives a fixed number
+        return TrimapHead.losses(self, features, batch)

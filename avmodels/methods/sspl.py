@@ -42,6 +42,8 @@ from torch import nn
 from torchvision import transforms
 
 from avmodels.backbones import vgg16, vggish
+from avmodels.layers.attention import attention_pool
+from avmodels.layers.heads import SimSiamHead
 from avmodels.methods.base import METHODS, Batch, CachedFeature, Method
 from avmodels.methods.construction import merge_defaults
 from avmodels.methods.pcm import PredictiveCoding
@@ -133,91 +135,12 @@ class SsplTransform:
         return CropFlipViews.of(self.image, ("view1", "view2"), self.audio) if self.train else None
 
 
-def _mlp_bn(dim_in: int, dim_out: int, relu: bool = True, affine: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Linear(dim_in, dim_out, bias=False),
-        nn.BatchNorm1d(dim_out, affine=affine),
-    ]
-    if relu:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
-
-
-class Projector(nn.Module):
-    def __init__(self, dim_in: int, hidden: int = 2048, dim_out: int = 2048) -> None:
-        super().__init__()
-        self.layer1 = _mlp_bn(dim_in, hidden)
-        self.layer2 = _mlp_bn(hidden, hidden)
-        self.layer3 = _mlp_bn(hidden, dim_out, relu=False, affine=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer3(self.layer2(self.layer1(x)))
-
-
-class Predictor(nn.Module):
-    def __init__(self, dim: int = 2048, hidden: int = 512) -> None:
-        super().__init__()
-        self.layer1 = _mlp_bn(dim, hidden)
-        self.layer2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer2(self.layer1(x))
-
-
-class SimSiamHead(nn.Module):
-    """Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021."""
-
-    def __init__(self, dim_in: int = 512, proj_dim: int = 2048, pred_hidden: int = 512) -> None:
-        super().__init__()
-        self.projector = Projector(dim_in, proj_dim, proj_dim)
-        self.predictor = Predictor(proj_dim, pred_hidden)
-
-    def loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        # each view through the projector separately: BatchNorm statistics per view
-        z1, z2 = self.projector(x1), self.projector(x2)
-        p1, p2 = self.predictor(z1), self.predictor(z2)
-        return -0.5 * (
-            F.cosine_similarity(p1, z2.detach(), dim=1).mean()
-            + F.cosine_similarity(p2, z1.detach(), dim=1).mean()
-        )
-
-
-def attention_pool(visual: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """SSPL's audio-visual attention: (pooled (B, C), cosine map (B, h, w))."""
-    b, c, h, w = visual.shape
-    flat = visual.reshape(b, c, h * w)
-    v_unit = F.normalize(flat, p=2, dim=1)
-    a_unit = F.normalize(audio, p=2, dim=1)
-    sim = torch.bmm(v_unit.transpose(1, 2), a_unit.unsqueeze(2)).squeeze(2)  # (B, hw)
-    lo = sim.min(dim=1, keepdim=True).values
-    hi = sim.max(dim=1, keepdim=True).values
-    att = (sim - lo) / (hi - lo + 1e-10)
-    pooled = torch.bmm(flat, att.unsqueeze(2)).squeeze(2)  # (B, C)
-    return pooled, sim.reshape(b, h, w)
-
-
 def _state_hash(module: nn.Module) -> str:
     h = hashlib.sha256()
     for key, value in module.state_dict().items():
         h.update(key.encode())
         h.update(value.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-_MODEL_DEFAULTS: dict[str, Any] = {
-    "pretrained": True,  # ImageNet VGG16 + AudioSet VGGish (frozen)
-    "frame_weights": None,  # path to vgg16-397923af.pth (default: the weights cache)
-    "vggish_weights": None,  # path to vggish-10086976.pth (default: the weights cache)
-    "image_size": 224,
-    "resize_ratio": 1.1,  # train: Resize(int(1.1 * 224) = 246) -> RandomCrop(224)
-    "audio_dim": 128,
-    "out_dim": 512,
-    "proj_dim": 2048,
-    "pred_hidden": 512,
-    "pcm": False,
-    "pcm_cycles": 4,
-    "cache_vggish": True,
-}
 
 
 @METHODS.register("sspl")
@@ -229,7 +152,20 @@ class SSPL(Method):
     inputs = ("frame", "spectrogram")
     profile = "sspl"
     defaults: dict[str, Any] = {
-        "model": dict(_MODEL_DEFAULTS),
+        "model": {
+            "pretrained": True,  # ImageNet VGG16 + AudioSet VGGish (frozen)
+            "frame_weights": None,  # path to vgg16-397923af.pth (default: the weights cache)
+            "vggish_weights": None,  # path to vggish-10086976.pth (default: the weights cache)
+            "image_size": 224,
+            "resize_ratio": 1.1,  # train: Resize(int(1.1 * 224) = 246) -> RandomCrop(224)
+            "audio_dim": 128,
+            "out_dim": 512,
+            "proj_dim": 2048,
+            "pred_hidden": 512,
+            "pcm": False,
+            "pcm_cycles": 4,
+            "cache_vggish": True,
+        },
         "optim": {
             "name": "adamw",
             "betas": [0.9, 0.999],
@@ -248,7 +184,7 @@ class SSPL(Method):
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
-        m = {**_MODEL_DEFAULTS, **self.cfg.get("model", {})}
+        m = {**self.defaults["model"], **self.cfg.get("model", {})}
         self.model_cfg = m
         self.frame_net = vgg16.vgg16_features()
         self.vggish = vggish.VGGish()
@@ -345,30 +281,36 @@ class SSPL(Method):
                 )
 
     # -- engine interface --------------------------------------------------
-    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def encode(self, batch: Batch) -> dict[str, Any]:
+        """Audio vectors and the visual feature map of each view.
+
+        Training encodes two views (the second view is the first when the batch
+        has one); evaluation encodes the views the batch has (the test
+        transform gives one).
+        """
         view1 = batch["view1"]
-        view2 = batch.get("view2", view1)
         self._check_batch(view1.size(0))
+        if self.training:
+            return self._encode_views(batch, [view1, batch.get("view2", view1)])
+        return self._encode_views(batch, [view1] + ([batch["view2"]] if "view2" in batch else []))
+
+    def _encode_views(self, batch: Batch, views: list[torch.Tensor]) -> dict[str, Any]:
         audio_pcm, audio_vec = self.audio_features(batch)
-        f1, f2 = self.visual_maps([view1, view2], audio_pcm)
-        x1, _ = attention_pool(f1, audio_vec)
-        x2, _ = attention_pool(f2, audio_vec)
+        return {"audio": audio_vec, "views": self.visual_maps(views, audio_pcm)}
+
+    def losses(self, features: dict[str, Any], batch: Batch) -> dict[str, torch.Tensor]:
+        feats, audio_vec = features["views"], features["audio"]
+        x1 = attention_pool(feats[0], audio_vec)[0]
+        x2 = attention_pool(feats[1], audio_vec)[0] if len(feats) > 1 else x1
         return {"loss": self.head.loss(x1, x2)}
 
-    def localization_map(self, batch: Batch) -> torch.Tensor:
-        audio_pcm, audio_vec = self.audio_features(batch)
-        (feats,) = self.visual_maps([batch["view1"]], audio_pcm)
-        return attention_pool(feats, audio_vec)[1]
+    def maps(self, features: dict[str, Any], batch: Batch) -> torch.Tensor:
+        return attention_pool(features["views"][0], features["audio"])[1]
 
-    def evaluation_step(self, batch: Batch, with_loss: bool) -> tuple[torch.Tensor, dict | None]:
-        audio_pcm, audio_vec = self.audio_features(batch)
-        views = [batch["view1"]] + ([batch["view2"]] if "view2" in batch else [])
-        feats = self.visual_maps(views, audio_pcm)
-        x1, sim = attention_pool(feats[0], audio_vec)
-        if not with_loss:
-            return sim, None
-        x2 = attention_pool(feats[1], audio_vec)[0] if len(feats) > 1 else x1
-        return sim, {"loss": self.head.loss(x1, x2)}
+    def localization_map(self, batch: Batch) -> torch.Tensor:
+        # the map reads the first view alone: encode only it (no second VGG16 pass,
+        # and in training mode the PCM's BatchNorms see it once)
+        return self.maps(self._encode_views(batch, [batch["view1"]]), batch)
 
     def param_groups(self) -> list[dict[str, Any]]:
         o = self.cfg.get("optim", {})

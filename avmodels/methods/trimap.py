@@ -37,6 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from avmodels.layers.similarity import cross_maps, pair_maps
 from avprep.errors import ConfigError
 
 NORMALISERS = ("logspace", "ratio")
@@ -87,9 +88,7 @@ class TrimapOutput:
 
 def cosine_maps(img: torch.Tensor, aud: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``A`` (B, h, w): each frame with its audio; ``A0`` (B, B, h, w): frame i, audio j."""
-    a_true = torch.einsum("nchw,nc->nhw", img, aud)
-    a_all = torch.einsum("nchw,kc->nkhw", img, aud)
-    return a_true, a_all
+    return pair_maps(img, aud), cross_maps(img, aud)
 
 
 def _weighted_mean(values: torch.Tensor, z: torch.Tensor, cfg: TrimapConfig) -> torch.Tensor:
@@ -150,31 +149,21 @@ def trimap_loss_defaults() -> dict[str, Any]:
 
 
 class TrimapHead:
-    """Training losses, maps and evaluation of a method trained with the tri-map loss.
+    """Losses and maps of a method trained with the tri-map loss.
 
     A mixin for a :class:`~avmodels.methods.base.Method` that sets ``loss_cfg``
-    (a :class:`TrimapConfig`) and whose ``embed(batch)`` gives L2-normalised
-    visual maps (B, C, h, w) and audio vectors (B, C); a method whose ``embed``
-    takes other arguments overrides :meth:`pair`. The map is the true pair's
-    cosine map.
+    (a :class:`TrimapConfig`) and whose ``encode(batch)`` gives L2-normalised
+    visual maps (B, C, h, w) and audio vectors (B, C). The map is the true
+    pair's cosine map, in float32 even under autocast (the loss's ``cosine``).
     """
 
     loss_cfg: TrimapConfig
 
-    def pair(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.embed(batch)  # type: ignore[attr-defined]
-
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        img, aud = self.pair(batch)
+    def losses(self, features: tuple[torch.Tensor, torch.Tensor], batch: dict[str, Any]) -> dict:
+        img, aud = features
         return {"loss": trimap_loss(img, aud, self.loss_cfg).loss}
 
-    def localization_map(self, batch: dict[str, Any]) -> torch.Tensor:
-        img, aud = self.pair(batch)
-        return torch.einsum("nchw,nc->nhw", img.float(), aud.float())
-
-    def evaluation_step(
-        self, batch: dict[str, Any], with_loss: bool
-    ) -> tuple[torch.Tensor, dict | None]:
-        img, aud = self.pair(batch)
-        out = trimap_loss(img, aud, self.loss_cfg)
-        return out.cosine, ({"loss": out.loss} if with_loss else None)
+    def maps(self, features: tuple[torch.Tensor, torch.Tensor], batch: dict[str, Any]) -> Any:
+        img, aud = features
+        with torch.autocast(device_type=img.device.type, enabled=False):
+            return pair_maps(img.float(), aud.float())

@@ -52,6 +52,7 @@ from avprep.errors import InputError
 
 GRID = 256
 MODES = ("class", "agnostic")
+INSTRUMENT_BENCHMARK = "audioset-instrument"  # the --benchmark name of this protocol
 
 
 # -- the Flickr pixel rule ---------------------------------------------------------------------
@@ -170,7 +171,7 @@ class InstrumentResult:
             return None if v != v else float(v)
 
         return {
-            "benchmark": "audioset-instrument",
+            "benchmark": INSTRUMENT_BENCHMARK,
             "mode": self.mode,
             "n": self.n,
             "ciou": clean(self.ciou),

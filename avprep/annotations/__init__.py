@@ -11,6 +11,7 @@ each original's (used by the metric presets in ``avmodels.metrics``).
     >>> g = gt_map(anns["zpWuikVorYg_000032"], size=224)         # doctest: +SKIP
 """
 
+from avprep.annotations.benchmarks import BENCHMARKS
 from avprep.annotations.chaotic import CHAOTIC_SIZE, read_chaotic_json
 from avprep.annotations.convert import ConvertResult, flickr_xml_to_json, vggss_json_to_xml
 from avprep.annotations.flickr import FLICKR_SIZE, read_flickr_dir, read_flickr_xml
@@ -25,7 +26,6 @@ from avprep.annotations.idlist import read_ids
 from avprep.annotations.loader import load_annotations
 from avprep.annotations.model import (
     BAD_BOX_POLICIES,
-    BENCHMARKS,
     DEFAULT_BAD_BOXES,
     DEFECT_KINDS,
     SENTINEL,

@@ -22,13 +22,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from avprep.errors import ConfigError
 
-# Benchmarks and the ground-truth rule each one uses: Flickr-SoundNet has three
-# annotators whose boxes are combined by consensus (a pixel in one box weighs
-# 0.5, in two or more 1); VGG-SS and Chaotic World use the union of the boxes.
-BENCHMARKS = ("vggss", "flickr", "chaotic")
+# The ground-truth rules a benchmark's boxes make a map by (which benchmark uses
+# which: avprep.annotations.benchmarks.BENCHMARKS, the registry of benchmarks).
 CONSENSUS = "consensus"
 UNION = "union"
-GT_KIND = {"vggss": UNION, "flickr": CONSENSUS, "chaotic": UNION}
 
 # The value VGG-SS uses for a missing coordinate is -2.8823037615171176e16; any
 # coordinate this far from the frame is a placeholder, not a position.
@@ -101,6 +98,12 @@ class Defect:
         return dataclasses.asdict(self)
 
 
+def _benchmark(name: str):  # -> benchmarks.Benchmark (that module reads files into this one)
+    from avprep.annotations.benchmarks import BENCHMARKS
+
+    return BENCHMARKS.get(name)
+
+
 @dataclasses.dataclass
 class Annotation:
     """Ground truth of one clip.
@@ -121,10 +124,7 @@ class Annotation:
     defects: tuple[Defect, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.benchmark not in GT_KIND:
-            raise ConfigError(
-                f"unknown benchmark {self.benchmark!r}; valid: {', '.join(BENCHMARKS)}"
-            )
+        _benchmark(self.benchmark)  # an unknown name: ConfigError listing the valid ones
         if not self.raw_boxes and self.boxes:
             # Built in code (SynthAV, tests): the boxes are the raw values.
             self.raw_boxes = tuple(tuple(b.as_list()) for b in self.boxes)
@@ -135,7 +135,7 @@ class Annotation:
     @property
     def gt_kind(self) -> str:
         """``consensus`` (Flickr) or ``union`` (VGG-SS, Chaotic World)."""
-        return GT_KIND[self.benchmark]
+        return _benchmark(self.benchmark).gt_kind
 
     @property
     def n_annotators(self) -> int:

@@ -6,6 +6,7 @@ import click
 
 from avprep.clikit import backend_options
 from avprep.errors import DownloadError
+from avprep.recipes.vggsound import CSV_SPLITS
 
 ID_DATASETS = ("vggsound", "flickr", "urls")
 
@@ -38,7 +39,7 @@ def _attach_urls(rows, urls_from: str):
 )
 @click.option(
     "--split",
-    type=click.Choice(["train", "test"], case_sensitive=False),
+    type=click.Choice(CSV_SPLITS, case_sensitive=False),
     default=None,
     help="Keep only this split (vggsound.csv).",
 )

@@ -14,6 +14,7 @@ from avprep.profiles import (
     RESIZES,
     SEEKS,
     SHORT_AUDIO,
+    SPLITS,
     WINDOW_OUTSIDE,
 )
 from avprep.spectrogram import SPECTROGRAMS
@@ -46,7 +47,7 @@ def _sample_rate(value: str | None) -> int | str | None:
 )
 @click.option(
     "--split",
-    type=click.Choice(["train", "test"]),
+    type=click.Choice(SPLITS),
     default="train",
     show_default=True,
     help="test: the profile's test variant when its paper cut test data otherwise "

@@ -12,6 +12,8 @@ import click
 from avprep.clikit import backend_options, no_progress_option
 from avprep.errors import InputError
 from avprep.store.layouts import layout_names
+from avprep.store.native import AUDIO_ENCODINGS, COMPRESSIONS
+from avprep.store.pack import FRAME_MODES
 
 
 @click.command("pack-h5")
@@ -64,21 +66,21 @@ from avprep.store.layouts import layout_names
 @backend_options("shard writers")
 @click.option(
     "--frames",
-    type=click.Choice(["jpeg", "raw"]),
+    type=click.Choice(FRAME_MODES),
     default="jpeg",
     show_default=True,
     help="Native: keep the JPEG bytes, or store decoded RGB uint8.",
 )
 @click.option(
     "--audio",
-    type=click.Choice(["flac", "pcm"]),
+    type=click.Choice(AUDIO_ENCODINGS),
     default="flac",
     show_default=True,
     help="Native: audio as lossless FLAC bytes, or int16 PCM.",
 )
 @click.option(
     "--compression",
-    type=click.Choice(["none", "lzf", "gzip"]),
+    type=click.Choice(COMPRESSIONS),
     default=None,
     help="Native: lossless HDF5 filter for PCM audio, spectrograms and flow [default: gzip].",
 )

@@ -33,7 +33,8 @@ from torch.utils.data import Dataset
 
 from avprep.errors import ConfigError, StoreError
 from avprep.store import sspl as sspl_layout
-from avprep.store.index import INDEX_NAME, NATIVE_FORMAT, SSPL_FORMAT, read_index
+from avprep.store.index import INDEX_NAME, NATIVE_FORMAT, read_index
+from avprep.store.layouts import NativeLayout, SsplLayout, layout_of_index
 from avprep.store.native import (
     READABLE_VERSIONS,
     check_audio_length,
@@ -121,7 +122,7 @@ class ShardDataset(Dataset):
         self.jpeg_reduce = jpeg_reduce
         if self.path.is_dir():
             index = read_index(self.path)
-            if index.layout != "native":
+            if index.layout != NativeLayout.name:
                 raise StoreError(f"{self.path} holds the {index.layout} layout: use SSPLDataset")
             self.files = [self.path / s.file for s in index.shards]
             counts = [s.rows for s in index.shards]
@@ -597,7 +598,7 @@ class SSPLDataset(Dataset):
         if bad:
             raise ConfigError(f"modality {bad[0]!r} is not in SSPL's layout")
         self.modalities = wanted
-        self.attrs = {"layout": "sspl", "split": split, "variant": self.variant,
+        self.attrs = {"layout": SsplLayout.name, "split": split, "variant": self.variant,
                       "sample_rate": sspl_layout.SAMPLE_RATE}  # fmt: skip
         self._row_of: dict[str, int] | None = None
         self._files = _LazyFiles()
@@ -749,10 +750,8 @@ def open_dataset(path: str | os.PathLike, **kw: Any) -> ShardDataset | SSPLDatas
     if path.is_dir():
         if (path / INDEX_NAME).is_file():
             idx = read_index(path)
-            if idx.format == SSPL_FORMAT or idx.layout == "sspl":
-                kw.setdefault("split", idx.split)
-                return SSPLDataset(path, **kw)
-            return ShardDataset(path, **kw)
+            # an index naming no known layout: ShardDataset says what it holds
+            return (layout_of_index(idx) or NativeLayout).open_dataset(path, idx, **kw)
         if "split" in kw:
             return SSPLDataset(path, **kw)
         raise StoreError(f"{path} has no {INDEX_NAME}; for an SSPL folder pass split=")

@@ -28,12 +28,13 @@ import h5py
 import numpy as np
 
 from avprep.atomic import TMP_PREFIX, sha256_file
-from avprep.errors import StoreError
+from avprep.errors import ConfigError, StoreError
 from avprep.ids import is_safe_id
 from avprep.manifest import FAILED, OK, ClipRecord
 from avprep.runner import map_clips
 from avprep.store import sspl
 from avprep.store.index import INDEX_NAME, NATIVE_FORMAT, ShardEntry, StoreIndex, read_index
+from avprep.store.layouts import Layout, SsplLayout, get_layout
 from avprep.store.native import decode_flac, decode_jpeg
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,11 @@ def _finite_blocks(ds: h5py.Dataset, label: str, problems: list[str], lo=None, h
 
 
 class _Checker:
-    """Picklable per-shard check; returns a record whose meta holds problems and ids."""
+    """Picklable per-shard check (sizes, hashes, then the layout's own check of the files);
+    returns a record whose meta holds problems and ids."""
 
-    def __init__(self, folder: Path, layout: str, variant: str, hashes: bool, content: bool):
+    def __init__(self, folder: Path, layout: type[Layout], variant: str, hashes: bool,
+                 content: bool):  # fmt: skip
         self.folder = folder
         self.layout = layout
         self.variant = variant
@@ -123,10 +126,7 @@ class _Checker:
                 problems.append(f"{name}: sha256 differs from index.json (corrupted or modified)")
         ids: list[str] = []
         try:
-            if self.layout == "native":
-                ids = self._native(entry, problems)
-            else:
-                self._sspl(entry, problems)
+            ids = self.layout.check_shard(self.folder, entry, self.variant, self.content, problems)
         except OSError as exc:
             problems.append(f"{entry.file}: cannot be read by HDF5 ({exc}); truncated or corrupted")
         except (KeyError, ValueError, TypeError) as exc:
@@ -137,87 +137,88 @@ class _Checker:
             meta={"problems": problems, "ids": ids},
         )
 
-    def _native(self, entry: ShardEntry, problems: list[str]) -> list[str]:
-        name = entry.file
-        with h5py.File(self.folder / name, "r") as f:
-            fmt = f.attrs.get("format")
-            fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-            if fmt != NATIVE_FORMAT:
-                problems.append(f"{name}: not an avprep native shard (format={fmt!r})")
-                return []
-            n = int(f["clip_id"].shape[0])
-            if n != entry.rows or int(f.attrs.get("rows", -1)) != entry.rows:
-                problems.append(f"{name}: {n} rows, index says {entry.rows}")
-            ids = [s.decode("utf-8") for s in f["clip_id"][:]]
-            unsafe = [i for i in ids if not is_safe_id(i)]
-            if unsafe:
-                problems.append(f"{name}: {len(unsafe)} malformed clip id(s), e.g. {unsafe[0]!r}")
-            for key in ("frame", "audio", "spectrogram", "flow", "meta", "frame_time"):
-                if key in f and f[key].shape[0] != n:
-                    problems.append(f"{name}: {key} has {f[key].shape[0]} rows, clip_id has {n}")
-            length = int(f.attrs.get("audio_length", 0))
-            for data, table, what in (("frame_jpeg", "frame_offset", "frame"),
-                                      ("audio_flac", "audio_offset", "audio clip")):  # fmt: skip
-                if data not in f:
-                    continue
-                off = f[table][:]
-                size = f[data].shape[0]
-                if (
-                    off.shape != (n + 1,)
-                    or off[0] != 0
-                    or off[-1] != size
-                    or (np.diff(off) <= 0).any()
-                ):
-                    problems.append(f"{name}: {table} table is inconsistent with {data}")
-                elif self.content:
-                    bad = []
-                    for i in range(n):
-                        raw = f[data][off[i] : off[i + 1]]
-                        if not (_jpeg_ok(raw) if data == "frame_jpeg" else _flac_ok(raw, length)):
-                            bad.append(ids[i] if i < len(ids) else str(i))
-                    if bad:
-                        problems.append(
-                            f"{name}: {len(bad)} {what}(s) not decodable, e.g. {', '.join(bad[:3])}"
-                        )
-            if self.content:
-                for key in ("spectrogram", "flow"):
-                    if key in f:
-                        _finite_blocks(f[key], f"{name}: {key}", problems)
-            return ids
 
-    def _sspl(self, entry: ShardEntry, problems: list[str]) -> None:
-        rows = {}
-        for kind, name in _sspl_names(entry).items():
-            path = self.folder / name
-            if not path.is_file():
+def check_native_shard(folder: Path, entry: ShardEntry, content: bool,
+                       problems: list[str]) -> list[str]:  # fmt: skip
+    """A native shard's rows, ids, offset tables and (``content``) frames, audio and arrays."""
+    name = entry.file
+    with h5py.File(folder / name, "r") as f:
+        fmt = f.attrs.get("format")
+        fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+        if fmt != NATIVE_FORMAT:
+            problems.append(f"{name}: not an avprep native shard (format={fmt!r})")
+            return []
+        n = int(f["clip_id"].shape[0])
+        if n != entry.rows or int(f.attrs.get("rows", -1)) != entry.rows:
+            problems.append(f"{name}: {n} rows, index says {entry.rows}")
+        ids = [s.decode("utf-8") for s in f["clip_id"][:]]
+        unsafe = [i for i in ids if not is_safe_id(i)]
+        if unsafe:
+            problems.append(f"{name}: {len(unsafe)} malformed clip id(s), e.g. {unsafe[0]!r}")
+        for key in ("frame", "audio", "spectrogram", "flow", "meta", "frame_time"):
+            if key in f and f[key].shape[0] != n:
+                problems.append(f"{name}: {key} has {f[key].shape[0]} rows, clip_id has {n}")
+        length = int(f.attrs.get("audio_length", 0))
+        for data, table, what in (("frame_jpeg", "frame_offset", "frame"),
+                                  ("audio_flac", "audio_offset", "audio clip")):  # fmt: skip
+            if data not in f:
                 continue
-            with h5py.File(path, "r") as f:
-                key = sspl.dataset_key(self.variant, kind)
-                if key not in f:
-                    problems.append(f"{name}: no dataset {key!r} (has {', '.join(f.keys())})")
-                    continue
-                ds = f[key]
-                want = {
-                    "frames": (sspl.FRAME_SIZE, sspl.FRAME_SIZE, 3),
-                    "audios": (sspl.AUDIO_LENGTH,),
-                    "spects": sspl.SPECT_SHAPE,
-                }[kind]
-                if ds.shape[1:] != want or ds.dtype != np.float32:
+            off = f[table][:]
+            size = f[data].shape[0]
+            if off.shape != (n + 1,) or off[0] != 0 or off[-1] != size or (np.diff(off) <= 0).any():
+                problems.append(f"{name}: {table} table is inconsistent with {data}")
+            elif content:
+                bad = []
+                for i in range(n):
+                    raw = f[data][off[i] : off[i + 1]]
+                    if not (_jpeg_ok(raw) if data == "frame_jpeg" else _flac_ok(raw, length)):
+                        bad.append(ids[i] if i < len(ids) else str(i))
+                if bad:
                     problems.append(
-                        f"{name}: {key} is {ds.shape} {ds.dtype}, SSPL expects (N, "
-                        f"{', '.join(map(str, want))}) float32"
+                        f"{name}: {len(bad)} {what}(s) not decodable, e.g. {', '.join(bad[:3])}"
                     )
-                    continue
-                rows[kind] = ds.shape[0]
-                if self.content:
-                    lo, hi = (0, 255) if kind == "frames" else (None, None)
-                    _finite_blocks(ds, f"{name}: {key}", problems, lo, hi)
-        if len(set(rows.values())) > 1:
-            problems.append(f"shard {entry.file}: row counts differ between files: {rows}")
-        elif rows and next(iter(rows.values())) != entry.rows:
-            problems.append(
-                f"shard {entry.file}: {next(iter(rows.values()))} rows, index says {entry.rows}"
-            )
+        if content:
+            for key in ("spectrogram", "flow"):
+                if key in f:
+                    _finite_blocks(f[key], f"{name}: {key}", problems)
+        return ids
+
+
+def check_sspl_shard(folder: Path, entry: ShardEntry, variant: str, content: bool,
+                     problems: list[str]) -> None:  # fmt: skip
+    """One shard of SSPL's files: dataset names, shapes, dtypes, rows, (``content``) values."""
+    rows = {}
+    for kind, name in _sspl_names(entry).items():
+        path = folder / name
+        if not path.is_file():
+            continue
+        with h5py.File(path, "r") as f:
+            key = sspl.dataset_key(variant, kind)
+            if key not in f:
+                problems.append(f"{name}: no dataset {key!r} (has {', '.join(f.keys())})")
+                continue
+            ds = f[key]
+            want = {
+                "frames": (sspl.FRAME_SIZE, sspl.FRAME_SIZE, 3),
+                "audios": (sspl.AUDIO_LENGTH,),
+                "spects": sspl.SPECT_SHAPE,
+            }[kind]
+            if ds.shape[1:] != want or ds.dtype != np.float32:
+                problems.append(
+                    f"{name}: {key} is {ds.shape} {ds.dtype}, SSPL expects (N, "
+                    f"{', '.join(map(str, want))}) float32"
+                )
+                continue
+            rows[kind] = ds.shape[0]
+            if content:
+                lo, hi = (0, 255) if kind == "frames" else (None, None)
+                _finite_blocks(ds, f"{name}: {key}", problems, lo, hi)
+    if len(set(rows.values())) > 1:
+        problems.append(f"shard {entry.file}: row counts differ between files: {rows}")
+    elif rows and next(iter(rows.values())) != entry.rows:
+        problems.append(
+            f"shard {entry.file}: {next(iter(rows.values()))} rows, index says {entry.rows}"
+        )
 
 
 def _jpeg_ok(raw: np.ndarray) -> bool:
@@ -269,7 +270,11 @@ def _discover_sspl(folder: Path) -> StoreIndex | None:
         )
         start += n
     return StoreIndex(
-        layout="sspl", split=split or "", rows=start, rows_per_shard=entries[0].rows, shards=entries
+        layout=SsplLayout.name,
+        split=split or "",
+        rows=start,
+        rows_per_shard=entries[0].rows,
+        shards=entries,
     )
 
 
@@ -305,14 +310,18 @@ def verify_store(
         hashes = False
         report.warnings.append(f"no {INDEX_NAME}: SSPL files found; sha256 cannot be checked")
         report.problems.extend(_sspl_completeness(folder, index))
+    try:
+        layout = get_layout(index.layout)
+    except ConfigError as exc:
+        report.problems.append(f"{INDEX_NAME}: {exc}")
+        return report
     report.layout, report.split = index.layout, index.split
     report.shards, report.rows = len(index.shards), index.rows
     report.checks = ["index", "files present", "row counts", "dtypes/shapes"]
     if hashes:
         report.checks.append("sha256")
     if content:
-        report.checks += (["frames decodable", "audio decodable"] if index.layout == "native"
-                          else ["frames 0-255"]) + ["no NaN/inf"]  # fmt: skip
+        report.checks += [*layout.content_checks, "no NaN/inf"]
     report.checks.append("unique ids")
 
     expected = set(index.all_files())
@@ -340,12 +349,7 @@ def verify_store(
         for e in index.shards:  # sizes unknown without an index: skip the size check
             e.files = {n: {"bytes": (folder / n).stat().st_size if (folder / n).is_file() else -1,
                            "sha256": ""} for n in e.files}  # fmt: skip
-    variant = "train"
-    if index.layout == "sspl":
-        variant = (
-            "test" if index.shards and index.shards[0].file.startswith("h5py_test") else "train"
-        )
-    checker = _Checker(folder, index.layout, variant, hashes, content)
+    checker = _Checker(folder, layout, layout.verify_variant(index), hashes, content)
     present = [
         _Job(e.file, e)
         for e in index.shards
@@ -361,8 +365,8 @@ def verify_store(
         report.problems.extend(rec.meta.get("problems", []))
         all_ids.extend(rec.meta.get("ids", []))
 
-    if index.layout == "sspl":
-        all_ids = _sspl_ids(folder, index, report)
+    if layout.ids_in_id_list:
+        all_ids = _id_list_ids(folder, index, report)
     dup = [i for i, c in Counter(all_ids).items() if c > 1]
     if dup:
         report.problems.append(f"{len(dup)} clip id(s) appear more than once, e.g. {dup[:3]}")
@@ -400,11 +404,11 @@ def _sspl_completeness(folder: Path, index: StoreIndex) -> list[str]:
             "files: cannot tell whether every shard and row is present; put the id csv "
             "beside the files"
         ]
-    index.id_list = csv.name  # cross-checked against the rows by _sspl_ids
+    index.id_list = csv.name  # cross-checked against the rows by _id_list_ids
     return []
 
 
-def _sspl_ids(folder: Path, index: StoreIndex, report: VerifyReport) -> list[str]:
+def _id_list_ids(folder: Path, index: StoreIndex, report: VerifyReport) -> list[str]:
     if not index.id_list:
         report.warnings.append("no id list recorded: ids not checked")
         return []
