@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import Dataset, Sampler, default_collate
 
 from avprep.errors import ConfigError
 
@@ -68,44 +68,12 @@ def make_loader(
     drop_last: bool = False,
     kind: str = "auto",
 ) -> Any:
-    """Batches of ``dataset`` in ``sampler``'s order.
-
-    ``kind="ring"`` gives avprep's :class:`~avprep.store.RingLoader`: the same
-    batches, written by the workers into reused shared memory and handed out
-    as views valid until the next batch (the training loop is done with a
-    batch when it asks for the next).
-    """
-    kind = loader_kind(kind, dataset)
-    if kind == "ring":
-        from torch.utils.data import BatchSampler, SequentialSampler
-
-        from avprep.store import RingLoader
-
-        base = sampler if sampler is not None else SequentialSampler(dataset)
-        return RingLoader(
-            dataset,
-            batch_size,
-            batch_sampler=BatchSampler(base, batch_size, drop_last),
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            copy=False,
-            probe_key=next(iter(base), 0),
-            generator=torch.Generator().manual_seed(0),  # as below: not the global RNG
-        )
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        drop_last=drop_last,
-        collate_fn=collate_batch,
-        persistent_workers=num_workers > 0,
-        # its own generator: creating an iterator must not consume the global RNG,
-        # or a resumed run's model randomness would drift from an uninterrupted one
-        generator=torch.Generator().manual_seed(0),
-    )
+    """Batches of ``dataset`` in ``sampler``'s order, from the loader ``kind``
+    names in :data:`~avmodels.engine.loader_kinds.LOADERS` (``auto`` resolved by
+    :func:`loader_kind`)."""
+    build = LOADERS.get(loader_kind(kind, dataset)).build
+    return build(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                 pin_memory=pin_memory, drop_last=drop_last)  # fmt: skip
 
 
 def input_mode(requested: str | None, device: torch.device, augment: str, batched: bool,
