@@ -20,7 +20,7 @@ split in two:
   colour jitter, grayscale, blur, ImageNet normalisation. The same code runs
   in a CPU worker (``train.input=cpu``) and on the GPU (``train.input=gpu``).
 
-Where the pixels are the same and where not (``tests/test_batch_augment.py``
+Where the pixels are the same and where not (``tests/avmodels/methods/test_batch_augment.py``
 measures it; docs/training.md gives the figures):
 
 - crops, flips, grayscale (PIL's integer luma), SpecAugment: identical.
