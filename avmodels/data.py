@@ -480,7 +480,8 @@ class MethodDataset(Dataset):
 
     def read_batch(self, keys: Sequence[Any], out: Any = None) -> dict[str, Any]:
         """The collated batch of ``keys`` (what :class:`~avprep.store.RingLoader` calls;
-        ``out`` is left to it: the augmented tensors are new, not decoded rows)."""
+        the batched augmentation writes its image tensors straight into ``out``, the
+        ring's slot, where they fit; the loader copies in the rest)."""
         if self.batched is None or type(self).__getitem__ is not MethodDataset.__getitem__:
             return default_collate(self.__getitems__(keys))
         pairs = [self._key(k) for k in keys]
@@ -522,7 +523,7 @@ class MethodDataset(Dataset):
         if "flow" in raw:
             batch["flow"] = raw["flow"]
         if not self.defer_frames:
-            batch = self.batched.finish(batch, "cpu")
+            batch = self.batched.finish(batch, "cpu", out=out)
         return batch
 
     def finish(self, batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:

@@ -2,17 +2,21 @@
 
 ``python -m avmodels.demo [--method NAME] [--clips N] [--seed S] [--out demo] [--minutes M]``
 
-Stages (each one is the project's own command, run in-process, and each
-resumes by itself, so a rerun after Ctrl-C or a crash goes on where it stopped):
+Stages 1-4 are the recipe ``pipelines/synthav.yaml`` run by
+:func:`avprep.pipeline.run_pipeline` with the demo's variables and the
+method's extract options; 5-6 are the library calls behind ``avmodels train``
+and ``avmodels eval`` (:mod:`avmodels.steps`). Every stage is a library call
+(no command line is built), and each resumes by itself, so a rerun after
+Ctrl-C or a crash goes on where it stopped:
 
-1. ``avprep synth``     SynthAV videos, ground truth and train/val/test lists;
-2. ``avprep download``  the videos, served by a loopback HTTP server
-                        (127.0.0.1, a thread of this process) and fetched with
-                        yt-dlp exactly as remote clips are;
-3. ``avprep extract``   the profile the method needs, at a small image size;
-4. ``avprep pack-h5``   train / val / test shards by the split lists;
-5. ``avmodels train``   the method, selected on the validation split's cIoU;
-6. ``avmodels eval``    maps of the test split, scored;
+1. synth                SynthAV videos, ground truth and train/val/test lists;
+2. download             the videos, served by a loopback HTTP server
+                        (:mod:`avprep.loopback`, a thread of this process) and
+                        fetched with yt-dlp exactly as remote clips are;
+3. extract              the profile the method needs, at a small image size;
+4. pack                 train / val / test shards by the split lists;
+5. train                the method, selected on the validation split's cIoU;
+6. eval                 maps of the test split, scored;
 7. baselines            centre prior, random map and the ceiling (the ground
                         truth as a map), scored with the same metric;
 8. report               ``OUT/report/index.html`` and a printed table.
@@ -40,20 +44,13 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import click
-
 from avprep.atomic import write_json, write_text
-from avprep.errors import ConfigError, InputError
+from avprep.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +70,12 @@ class SynthSettings:
     objects: str = "3"
     classes: int = 5
 
-    def args(self) -> list[str]:
-        return [
-            "--size", self.size, "--seconds", f"{self.seconds:g}",
-            "--objects", self.objects, "--classes", str(self.classes),
-        ]  # fmt: skip
+    def variables(self) -> dict[str, Any]:
+        """The ``pipelines/synthav.yaml`` variables of these settings."""
+        return {
+            "size": self.size, "seconds": self.seconds, "objects": self.objects,
+            "classes": self.classes,
+        }  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,12 +93,7 @@ class Recipe:
     config: Mapping[str, Any]
     epochs: int
     note: str = ""
-
-    def extract_args(self, options: Mapping[str, Any] | None = None) -> list[str]:
-        args = ["--profile", self.profile]
-        for key, value in (self.extract if options is None else options).items():
-            args += [f"--{key.replace('_', '-')}", str(value)]
-        return args
+    sources: int = 1  # sounding objects a SynthAV clip (2: the two-source set)
 
     def profile_key(self, options: Mapping[str, Any] | None = None) -> str:
         """A folder name for this extraction (profile + a hash of the overrides)."""
@@ -109,17 +102,20 @@ class Recipe:
         return f"{self.profile}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
     def sets(self, seed: int, epochs: int) -> list[str]:
+        """The overrides as ``key=value`` items, the form ``TrainRequest.sets`` takes
+        (and the run record keeps)."""
         items = dict(self.config)
         items["train.epochs"] = epochs
         items["train.seed"] = seed
-        return [f"{k}={_yaml_value(v)}" for k, v in items.items()]
+        return [f"{k}={set_value(v)}" for k, v in items.items()]
 
 
-def _yaml_value(v: Any) -> str:
+def set_value(v: Any) -> str:
+    """A config value as the text of a ``key=value`` item (YAML syntax)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_yaml_value(x) for x in v) + "]"
+        return "[" + ", ".join(set_value(x) for x in v) + "]"
     return str(v)
 
 
@@ -218,6 +214,32 @@ RECIPES["lvs"] = Recipe(
     note="small CNN streams at 64 px, the LVS tri-map loss (SSL-TIE's demo without T)",
 )  # fmt: skip
 
+# Multi-Source (issue 17) on two-source SynthAV: both stages, the labels are SynthAV's
+# class tags (as the paper's AudioSet-instrument model learns from the 15 instrument
+# tags), scored class-agnostic and class-aware. Runs in avmodels/demo_mssl.py.
+RECIPES["mssl"] = Recipe(
+    method="mssl",
+    profile="mssl",
+    extract={"frame_at": "middle", "image_size": 96, "audio_seconds": 1},
+    config={
+        **_SMALL_STREAMS,
+        "model.pretrained": False,
+        "model.proj_hidden": 256,
+        "labels.require": True,
+        "labels.fallback": "none",
+        # stage 2's 1e-4 is for 20 epochs on Flickr; minutes on CPU need stage 1's rate
+        "optim.lr": 1e-3,
+        # keep the epoch with the lowest validation loss (the method's own objective)
+        # rather than the best class-agnostic cIoU, which is not what stage 2 learns
+        "eval.select": "loss",
+        **_CPU,
+    },
+    epochs=12,
+    note="small CNN streams at 64 px; stage 1 (pairs + classes) then stage 2 (class-wise "
+    "alignment) on SynthAV's class tags",
+    sources=2,
+)
+
 DEFAULT_METHOD = "ssl-tie"
 
 
@@ -257,7 +279,8 @@ class DemoSettings:
 
     @property
     def root(self) -> Path:
-        return Path(self.out) / f"seed{self.seed}"
+        two = "-two-source" if self.recipe.sources == 2 else ""
+        return Path(self.out) / f"seed{self.seed}{two}"
 
 
 @dataclasses.dataclass
@@ -287,8 +310,12 @@ def demo_paths(s: DemoSettings) -> DemoPaths:
 
 
 # -- progress -----------------------------------------------------------------------
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
 class Stages:
-    """Numbered stage headers with their wall times."""
+    """Numbered stage headers with their wall times (a stage entered again adds to its time)."""
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names = list(names)
@@ -299,118 +326,51 @@ class Stages:
     def stage(self, name: str, detail: str = "") -> Iterator[None]:
         i = self.names.index(name) + 1
         extra = f": {detail}" if detail else ""
-        click.secho(f"\n[{i}/{len(self.names)}] {name}{extra}", bold=True)
+        if name not in self.seconds:
+            say(f"\n[{i}/{len(self.names)}] {name}{extra}")
         t = time.perf_counter()
         yield
         dt = time.perf_counter() - t
-        self.seconds[name] = round(dt, 2)
-        click.echo(f"    {name} took {dt:.1f} s (total {time.perf_counter() - self.t0:.1f} s)")
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + dt, 2)
+        say(f"    {name} took {dt:.1f} s (total {time.perf_counter() - self.t0:.1f} s)")
 
     @property
     def total(self) -> float:
         return round(time.perf_counter() - self.t0, 2)
 
 
-# -- loopback server ---------------------------------------------------------------
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep output clean
-        log.debug("http: " + format, *args)
-
-
-@contextlib.contextmanager
-def serve_folder(folder: str | os.PathLike) -> Iterator[str]:
-    """Serve ``folder`` over HTTP on 127.0.0.1 (a free port) from a thread; yield the base URL."""
-    handler = partial(_QuietHandler, directory=str(folder))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="demo-http", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
-def bypass_proxy_for_loopback() -> None:
-    """Keep a user's http(s)_proxy away from the loopback server (set before workers start)."""
-    for var in ("no_proxy", "NO_PROXY"):
-        have = [h for h in os.environ.get(var, "").split(",") if h.strip()]
-        for host in ("127.0.0.1", "localhost"):
-            if host not in have:
-                have.append(host)
-        os.environ[var] = ",".join(have)
-
-
-# -- running the commands in-process ----------------------------------------------
-def _run_cli(prog: str, args: Sequence[str]) -> Any:
-    if prog == "avprep":
-        from avprep.cli import cli
-    else:
-        from avmodels.cli import cli
-    log.debug("%s %s", prog, " ".join(args))
-    return cli.main(args=list(args), prog_name=prog, standalone_mode=False)
-
-
-def avprep(*args: str) -> Any:
-    """Run ``avprep ARGS`` in this process (errors propagate as exceptions)."""
-    return _run_cli("avprep", [str(a) for a in args])
-
-
-def avmodels(*args: str) -> Any:
-    """Run ``avmodels ARGS`` in this process (errors propagate as exceptions)."""
-    return _run_cli("avmodels", [str(a) for a in args])
-
-
-def _progress_flag(s: DemoSettings, flag: str) -> list[str]:
-    return [] if s.progress else [flag]
-
-
-# -- stages ------------------------------------------------------------------------
+# -- stages 1-4: pipelines/synthav.yaml ------------------------------------------------
 def read_list(path: Path) -> list[str]:
     return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
 
 
-def make_synthav(s: DemoSettings, p: DemoPaths) -> None:
-    avprep(
-        "synth", "--out", p.synthav, "--clips", s.clips, "--seed", s.seed,
-        "--jobs", s.jobs, "--backend", s.backend, *s.synth.args(),
-    )  # fmt: skip
+def synthav_pipeline(s: DemoSettings):
+    """``pipelines/synthav.yaml`` with the method's extract options; and its variables."""
+    from avprep.pipeline import load_pipeline
+    from avprep.shipped import recipe_path
+
+    p = demo_paths(s)
+    pipe = load_pipeline(recipe_path("synthav"))
+    pipe = pipe.with_args("extract", profile=s.recipe.profile, **s.extract_options)
+    variables = {
+        "clips": s.clips, "seed": s.seed, "jobs": s.jobs, "backend": s.backend,
+        **s.synth.variables(), "sources": s.recipe.sources, "videos": str(p.videos), "extracted": str(p.extracted),
+        "shards": str(p.shards),
+    }  # fmt: skip
+    return pipe, variables
 
 
-def fetch_videos(s: DemoSettings, p: DemoPaths) -> None:
-    """Serve the SynthAV videos on loopback and fetch them with ``avprep download``."""
-    ids = [c for split in SPLITS for c in read_list(p.split_list(split))]
-    src = p.synthav / "videos"
-    missing = [c for c in ids if not (src / f"{c}.mp4").is_file()]
-    if missing:
-        raise InputError(f"{len(missing)} SynthAV videos are missing, e.g. {missing[0]}")
-    with serve_folder(src) as base:
-        click.echo(f"    serving {src} at {base}")
-        urls = s.root / "urls.txt"
-        write_text(urls, "".join(f"{base}{c}.mp4\n" for c in sorted(ids)))
-        avprep(
-            "download", "--ids", urls, "--dataset", "urls", "--out", p.videos,
-            "--jobs", s.jobs, "--backend", s.backend, "--retries", 2, "--backoff", 0.5, "--timeout", 20,
-            *_progress_flag(s, "--no-progress"),
-        )  # fmt: skip
+#: which demo stage each stage of pipelines/synthav.yaml belongs to
+PIPELINE_GROUPS = {"synth": "synth", "download": "download", "extract": "extract"}
 
 
-def extract(s: DemoSettings, p: DemoPaths) -> None:
-    avprep(
-        "extract", "--in", p.videos, "--out", p.extracted, "--jobs", s.jobs,
-        "--backend", s.backend, *s.recipe.extract_args(s.extract_options),
-        *_progress_flag(s, "--no-progress"),
-    )  # fmt: skip
-
-
-def pack(s: DemoSettings, p: DemoPaths) -> None:
-    for split in SPLITS:
-        avprep(
-            "pack-h5", "--in", p.extracted, "--out", p.store(split), "--split", split,
-            "--ids", p.split_list(split), "--backend", s.backend,
-        )  # fmt: skip
+def _stage_detail(s: DemoSettings, group: str) -> str:
+    return {
+        "synth": f"{s.clips} SynthAV clips (seed {s.seed})",
+        "download": "loopback HTTP server -> avprep download",
+        "extract": f"profile {s.recipe.profile} + {s.extract_options}",
+        "pack": "train / val / test shards",
+    }[group]
 
 
 def _fingerprint(obj: Any) -> str:
@@ -492,22 +452,25 @@ def plan_epochs(s: DemoSettings, p: DemoPaths) -> tuple[int, str]:
 
 
 def train(s: DemoSettings, p: DemoPaths, run_dir: Path, epochs: int) -> None:
-    """``avmodels train``; resumes an unfinished run, skips a finished one."""
+    """Train (the library call behind ``avmodels train``); resumes an unfinished run,
+    keeps a finished one."""
+    from avmodels import steps
+
     if (run_dir / "summary.json").is_file() and (run_dir / "final.pt").is_file():
-        click.echo(f"    {run_dir} is finished: kept")
+        say(f"    {run_dir} is finished: kept")
         return
     if (run_dir / "checkpoints" / "last.pt").is_file():
-        click.echo(f"    resuming {run_dir}")
-        avmodels("train", "--resume", run_dir, *_progress_flag(s, "--no-progress"))
+        say(f"    resuming {run_dir}")
+        say(steps.train(resume=str(run_dir), progress=s.progress))
         return
     r = s.recipe
-    sets = [a for item in [*r.sets(s.seed, epochs), *s.extra_sets] for a in ("--set", item)]
-    avmodels(
-        "train", r.method, "--data", p.store("train"), "--val", p.store("val"),
-        "--annotations", p.annotations, "--benchmark", BENCHMARK, "--out", run_dir,
-        *(["--overwrite"] if run_dir.exists() else []), *sets,
-        *_progress_flag(s, "--no-progress"),
+    text = steps.train(
+        method=r.method, data=[str(p.store("train"))], val=[str(p.store("val"))],
+        annotations=str(p.annotations), benchmark=BENCHMARK, out=str(run_dir),
+        overwrite=run_dir.exists(), set=[*r.sets(s.seed, epochs), *s.extra_sets],
+        progress=s.progress,
     )  # fmt: skip
+    say(f"    {text}")
 
 
 def test_ids(p: DemoPaths) -> list[str]:
@@ -519,14 +482,18 @@ def test_ids(p: DemoPaths) -> list[str]:
 
 
 def evaluate(s: DemoSettings, p: DemoPaths, run_dir: Path, eval_dir: Path) -> dict[str, Any]:
+    """Score the test split (the library call behind ``avmodels eval --report``)."""
+    from avmodels import steps
+
     ids = test_ids(p)
     ids_file = s.root / "test_ids.txt"
     write_text(ids_file, "".join(c + "\n" for c in ids))
-    avmodels(
-        "eval", "--run", run_dir, "--data", p.store("test"), "--benchmark", BENCHMARK,
-        "--annotations", p.annotations, "--preset", PRESET, "--ids", ids_file,
-        "--report", eval_dir, "--device", "cpu", "--workers", 0,
+    text = steps.evaluate(
+        run=str(run_dir), data=[str(p.store("test"))], benchmark=BENCHMARK,
+        annotations=str(p.annotations), preset=PRESET, ids=str(ids_file), report=str(eval_dir),
+        device="cpu", workers=0, progress=s.progress,
     )  # fmt: skip
+    say(f"    {text}")
     return json.loads((eval_dir / "metrics.json").read_text())
 
 
@@ -596,6 +563,7 @@ class DemoResult:
     epochs: int
     seconds: dict[str, float]
     total_seconds: float
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # method-specific figures
 
     def margin(self, key: str = "ciou", reference: str = "centre") -> float:
         return float(self.model[key]) - float(self.baselines[reference][key])
@@ -616,36 +584,48 @@ class DemoResult:
             "margin_ciou": round(self.margin("ciou"), 4),
             "margin_pointing": round(self.margin("pointing"), 4),
             "margin_auc": round(self.margin("auc"), 4),
+            **self.extra,
             "stage_seconds": self.seconds,
             "total_seconds": self.total_seconds,
         }
 
 
 def prepare_data(s: DemoSettings, stages: Stages | None = None) -> DemoPaths:
-    """Stages 1-4: SynthAV -> loopback download -> extract -> shards (each resumes)."""
+    """Stages 1-4, ``pipelines/synthav.yaml``: SynthAV -> loopback download -> extract ->
+    shards. Every stage's step is called (each resumes by itself)."""
+    from avprep.pipeline import run_pipeline
+
     stages = stages or Stages(STAGE_NAMES)
-    p = demo_paths(s)
-    bypass_proxy_for_loopback()
-    with stages.stage("synth", f"{s.clips} SynthAV clips (seed {s.seed})"):
-        make_synthav(s, p)
-    with stages.stage("download", "loopback HTTP server -> avprep download"):
-        fetch_videos(s, p)
-    with stages.stage("extract", f"profile {s.recipe.profile} + {s.extract_options}"):
-        extract(s, p)
-    with stages.stage("pack", "train / val / test shards"):
-        pack(s, p)
-    return p
+    pipe, variables = synthav_pipeline(s)
+
+    def around(stage):
+        group = PIPELINE_GROUPS.get(stage.name, "pack")
+        return stages.stage(group, _stage_detail(s, group))
+
+    run_pipeline(
+        pipe, s.root, overrides=variables, echo=lambda text: say(_indent(text)),
+        progress=s.progress, skip_done=False, around=around,
+    )  # fmt: skip
+    return demo_paths(s)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
 
 
 def run_demo(s: DemoSettings) -> DemoResult:
     """Run every stage; return the figures (also written to ``OUT/summary.json``)."""
     from avmodels.report import report_from_eval, text_table
 
+    if s.recipe.method == "mssl":  # two stages and class-aware scores
+        from avmodels.demo_mssl import run_mssl_demo
+
+        return run_mssl_demo(s)
     stages = Stages(STAGE_NAMES)
     p = prepare_data(s, stages)
     with stages.stage("train", f"{s.method} ({s.recipe.note})"):
         epochs, why = plan_epochs(s, p)
-        click.echo(f"    plan: {why}")
+        say(f"    plan: {why}")
         key = run_key(s, epochs)
         run_dir = s.root / "runs" / key
         train(s, p, run_dir, epochs)
@@ -696,14 +676,14 @@ def run_demo(s: DemoSettings) -> DemoResult:
         total_seconds=stages.total,
     )
     write_json(Path(s.out) / "summary.json", result.summary())
-    click.echo("\n" + text_table(rows))
-    click.echo(
+    say("\n" + text_table(rows))
+    say(
         f"\n{s.method} vs centre prior: cIoU {result.margin('ciou'):+.3f}, "
         f"AUC {result.margin('auc'):+.3f}, pointing {result.margin('pointing'):+.3f} "
         f"(bar: cIoU +0.2 or more)"
     )
-    click.echo(f"report  {page}")
-    click.echo(f"wall    {stages.total:.0f} s  ({_stage_line(stages.seconds)})")
+    say(f"report  {page}")
+    say(f"wall    {stages.total:.0f} s  ({_stage_line(stages.seconds)})")
     return result
 
 
@@ -711,56 +691,12 @@ def _stage_line(seconds: Mapping[str, float]) -> str:
     return ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())
 
 
-# -- command line --------------------------------------------------------------------
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option(
-    "--method",
-    default=DEFAULT_METHOD,
-    type=click.Choice(sorted(RECIPES)),
-    help="Method to train (the default is the one tuned to learn on CPU in minutes).",
-)
-@click.option("--clips", default=DemoSettings.clips, type=click.IntRange(10), help="SynthAV clips.")
-@click.option("--seed", default=0, type=int, help="Seed of the SynthAV set and of training.")
-@click.option("--out", default="demo", type=click.Path(file_okay=False), help="Output folder.")
-@click.option(
-    "--minutes",
-    default=DemoSettings.minutes,
-    type=float,
-    help="Training budget: fewer epochs when the plan would not fit on this machine "
-    "(0: no budget).",
-)
-@click.option("--epochs", default=None, type=click.IntRange(1), help="Epochs [default: recipe's].")
-@click.option("--jobs", "-j", default=2, type=click.IntRange(1), help="Parallel workers.")
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Extra training config override, e.g. --set train.batch_size=16 (repeatable).",
-)
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
-@click.option("-v", "--verbose", count=True, help="More log output.")
-def main_cmd(method, clips, seed, out, minutes, epochs, jobs, sets, no_progress, verbose) -> None:
-    """Generate SynthAV, prepare it with avprep, train and evaluate a model, write a report."""
-    from avprep.clikit import setup_logging
-
-    setup_logging(verbose)
-    settings = DemoSettings(
-        method=method,
-        clips=clips,
-        seed=seed,
-        out=Path(out),
-        minutes=minutes or None,
-        epochs=epochs,
-        jobs=jobs,
-        progress=not no_progress,
-        extra_sets=tuple(sets),
-    )
-    run_demo(settings)
-
-
+# -- command line ----------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``python -m avmodels.demo`` with avprep's error handling."""
+    """Entry point of ``python -m avmodels.demo`` (the options: avmodels/commands/demo.py)."""
+    import sys
+
+    from avmodels.commands.demo import main_cmd
     from avprep.clikit import run_cli
 
     if argv is not None:

@@ -3,10 +3,14 @@
 A :class:`Clip` says which clip (``clip_id``), where it comes from (``url``,
 ``start``/``end`` in seconds, ``source``: the corpus or ``url``), what it is
 (``label``, ``split``) and, once fetched, where its video is (``path``).
+Once extracted, it also names its outputs (``frame``, ``audio``,
+``spectrogram``, ``flow``: absolute paths) and carries its extraction
+record's ``meta``: that is what pack reads (:func:`avprep.store.source.select`).
 Recipes give rows (:func:`avprep.recipes.load_clips`: a DataFrame);
 :func:`prepare_clips` checks them once (safe id, plain http(s) URL, times) and
 drops repeated ids; download fetches each clip; extract reads the videos of
-a download folder as clips (:func:`video_of`).
+a download folder as clips (:func:`video_of`); pack reads an extraction
+folder's records as clips.
 """
 
 from __future__ import annotations
@@ -34,9 +38,14 @@ VIDEO_OUTPUTS = ("path", "video")
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".3gp", ".mpg", ".ts")
 
 
+#: what extraction writes for a clip, in the order pack stores them
+OUTPUTS = ("frame", "audio", "spectrogram", "flow")
+
+
 @dataclasses.dataclass(frozen=True)
 class Clip:
-    """One clip: where from, which part, what it is, and (once fetched) its video."""
+    """One clip: where from, which part, what it is, (once fetched) its video and
+    (once extracted) its outputs and its extraction record's meta."""
 
     clip_id: str
     url: str | None = None
@@ -46,6 +55,50 @@ class Clip:
     split: str | None = None
     source: str | None = None
     path: str | None = None
+    frame: Path | None = None
+    audio: Path | None = None
+    spectrogram: Path | None = None
+    flow: Path | None = None
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False, compare=False)
+
+    def output(self, name: str) -> Path | None:
+        """The file extraction wrote for ``name`` (one of :data:`OUTPUTS`), if any."""
+        if name not in OUTPUTS:
+            raise ValueError(f"unknown output {name!r}; valid: {', '.join(OUTPUTS)}")
+        return getattr(self, name)
+
+
+class RepeatedId(InputError):
+    """One clip id for two different URLs: one video would overwrite the other."""
+
+
+class FirstSeen:
+    """The one rule for repeated clip ids, used by the recipe parsers
+    (:class:`avprep.recipes.table.Collector`, where a conflict is a malformed
+    line) and by :func:`prepare_clips` (rows from anywhere): the first row of an
+    id is kept; a repeat with the same URL (or none) is counted in
+    ``duplicates`` and dropped; a repeat with another URL raises
+    :class:`RepeatedId`.
+    """
+
+    def __init__(self) -> None:
+        #: the first URL seen for each id (a fast path may insert here directly)
+        self.urls: dict[str, str | None] = {}
+        self.duplicates = 0
+
+    def is_new(self, clip_id: str, url: str | None) -> bool:
+        """True for an id not seen before (now remembered); False for a harmless repeat."""
+        if clip_id not in self.urls:
+            self.urls[clip_id] = url
+            return True
+        prev = self.urls[clip_id]
+        if prev and url and prev != url:
+            raise RepeatedId(
+                f"clip id {clip_id!r} already stands for another URL ({prev}); "
+                "give the files distinct names"
+            )
+        self.duplicates += 1
+        return False
 
 
 @dataclasses.dataclass
@@ -142,26 +195,27 @@ def prepare_clips(rows: Any, *, skip_bad: bool = False, limit: int | None = None
     that could escape the output folder, a non-http(s) or malformed URL, or a
     bad time is an :class:`InputError` listing the problems, unless
     ``skip_bad`` (then they are dropped and listed in ``rejected``). Repeated
-    clip ids keep their first row. ``limit`` stops after that many clips
+    clip ids keep their first row, by the recipes' rule (:class:`FirstSeen`:
+    the same id with another URL is a bad row). A table from
+    :func:`avprep.recipes.load_clips` has no repeats left; the check stays so
+    that rows from anywhere are safe. ``limit`` stops after that many clips
     (rows after them are not read).
     """
     clips: list[Clip] = []
-    seen: set[str] = set()
-    duplicates = 0
+    unique = FirstSeen()
     rejected: list[str] = []
     for n, row in enumerate(_iter_rows(rows), 1):
         if limit is not None and len(clips) >= limit:
             break
         try:
             clip = clip_from_row(row)
-        except InputError as exc:
+            if not unique.is_new(clip.clip_id, clip.url):
+                continue
+        except InputError as exc:  # RepeatedId too: one id for two videos
             rejected.append(f"row {n}: {exc}")
             continue
-        if clip.clip_id in seen:
-            duplicates += 1
-            continue
-        seen.add(clip.clip_id)
         clips.append(clip)
+    duplicates = unique.duplicates
     if rejected and not skip_bad:
         shown = "\n  ".join(rejected[:10])
         more = f"\n  ... and {len(rejected) - 10} more" if len(rejected) > 10 else ""

@@ -1,7 +1,7 @@
-"""Pipelines: YAML recipes that chain avprep commands for one benchmark.
+"""Pipelines: YAML recipes that chain avprep (and avmodels) steps for one benchmark.
 
-A recipe names its stages in order; each stage is an ``avprep`` subcommand
-with its options::
+A recipe names its stages in order; each stage names a step (the commands'
+names: :data:`avprep.steps.STEPS`) with its options::
 
     name: flickr-10k-sspl
     description: SoundNet-Flickr 10k for SSPL
@@ -12,20 +12,25 @@ with its options::
         args: {ids: ezvsl/flickr-10k, out: "{workdir}/videos", jobs: "{jobs}"}
 
 A stage whose command starts with ``avmodels`` (``command: avmodels train``)
-runs that ``avmodels`` subcommand (train/eval after the data stages).
+runs that avmodels step (train/eval after the data stages).
 
 ``{workdir}`` and every key of ``vars`` are substituted in argument values
-(``--set key=value`` overrides vars). A value ``true`` is a bare flag, a list
-repeats the option, and ``args: {_: [a, b]}`` gives positional arguments.
+(``--set key=value`` overrides vars). Each stage is a library call: the
+options become the step function's keyword arguments (``frame-at`` ->
+``frame_at``; ``args: {_: [a, b]}`` gives the step's positional parameter),
+converted once to the types the function declares; a value ``true`` turns a
+flag on, ``false`` or ``null`` leaves the option out, a list gives a
+repeatable option several values. Nothing is turned into a command line.
 
-Every stage's command resumes on its own (manifests), and the runner keeps a
-state file ``{workdir}/.pipeline/<name>.json`` recording which stages
-finished with which arguments, so a rerun starts at the first stage that did
-not finish or whose arguments changed; ``--from STAGE`` forces a restart there.
+Every step resumes on its own (manifests), and the runner keeps a state file
+``{workdir}/.pipeline/<name>.json`` recording which stages finished with
+which arguments, so a rerun starts at the first stage that did not finish or
+whose arguments changed; ``--from STAGE`` forces a restart there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -33,14 +38,15 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import click
 import yaml
 
 from avprep.atomic import write_json
 from avprep.errors import AvprepError, ConfigError
+from avprep.steps import StepSpec, get_step
 
 log = logging.getLogger(__name__)
 
@@ -53,25 +59,29 @@ class Stage:
     command: tuple[str, ...]  # e.g. ("metadata", "fetch")
     args: Mapping[str, Any]
 
-    def argv(self, variables: Mapping[str, Any]) -> list[str]:
-        out = list(self.command)
-        positional: list[str] = []
-        for key, value in self.args.items():
-            if key == "_":
-                positional += [_subst(str(v), variables) for v in _as_list(value)]
-                continue
-            flag = "--" + key.replace("_", "-")
-            if value is True:
-                out.append(flag)
-            elif value is False or value is None:
-                continue
-            else:
-                for v in _as_list(value):
-                    out += [flag, _subst(str(v), variables)]
-        return out + positional
+    @property
+    def step(self) -> StepSpec:
+        return get_step(self.command)
+
+    def values(self, variables: Mapping[str, Any]) -> dict[str, Any]:
+        """``args`` with the variables substituted (YAML's own types kept)."""
+        return {key: _subst_value(value, variables) for key, value in self.args.items()}
+
+    def kwargs(self, variables: Mapping[str, Any]) -> dict[str, Any]:
+        """The step function's keyword arguments: substituted, checked and typed."""
+        return self.step.kwargs(self.values(variables), self.name)
+
+    def describe(self, variables: Mapping[str, Any]) -> str:
+        """``extract in=... out=... profile=ssltie`` (for the plan and the log)."""
+        parts = [" ".join(self.command)]
+        for key, value in self.values(variables).items():
+            shown = " ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+            parts.append(shown if key == "_" else f"{key}={shown}")
+        return " ".join(parts)
 
     def fingerprint(self, variables: Mapping[str, Any]) -> str:
-        return hashlib.sha256(json.dumps(self.argv(variables)).encode()).hexdigest()[:16]
+        blob = json.dumps([self.command, self.kwargs(variables)], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,9 +95,19 @@ class Pipeline:
     def stage_names(self) -> list[str]:
         return [s.name for s in self.stages]
 
-
-def _as_list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else [value]
+    def with_args(self, stage: str, **args: Any) -> Pipeline:
+        """This pipeline with more (or other) options for ``stage`` (``frame_at=...``)."""
+        if stage not in self.stage_names():
+            raise ConfigError(f"no stage {stage!r}; valid: {', '.join(self.stage_names())}")
+        stages = tuple(
+            dataclasses.replace(
+                s, args={**s.args, **{k.replace("_", "-"): v for k, v in args.items()}}
+            )
+            if s.name == stage
+            else s
+            for s in self.stages
+        )
+        return dataclasses.replace(self, stages=stages)
 
 
 def _subst(text: str, variables: Mapping[str, Any]) -> str:
@@ -99,6 +119,12 @@ def _subst(text: str, variables: Mapping[str, Any]) -> str:
 
     # Two passes so vars may refer to {workdir}.
     return _VAR.sub(repl, _VAR.sub(repl, text))
+
+
+def _subst_value(value: Any, variables: Mapping[str, Any]) -> Any:
+    if isinstance(value, list | tuple):
+        return [_subst_value(v, variables) for v in value]
+    return _subst(value, variables) if isinstance(value, str) else value
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
@@ -134,56 +160,30 @@ def load_pipeline(path: str | Path) -> Pipeline:
     )
 
 
-def cli_for(root: click.Group, words: tuple[str, ...] | list[str]) -> tuple[click.Group, list[str]]:
-    """The command-line group a stage runs in and its words: ``avmodels ...`` stages
-    go to the avmodels CLI (imported only then: avprep alone needs no torch)."""
-    if words and words[0] == "avmodels":
-        from avmodels.cli import cli as models_cli
-
-        return models_cli, list(words[1:])
-    return root, list(words)
+def check_stage(stage: Stage, variables: Mapping[str, Any]) -> None:
+    """Check that a stage names a step and passes only options it takes (typed)."""
+    stage.kwargs(variables)
 
 
-def resolve_command(root: click.Group, words: tuple[str, ...]) -> click.Command:
-    """Find the click command for ``words`` (e.g. ``("metadata", "fetch")``)."""
-    cmd: click.Command = root
-    ctx = click.Context(root)
-    for word in words:
-        if not isinstance(cmd, click.Group):
-            raise ConfigError(f"'{' '.join(words)}' is not an avprep command")
-        sub = cmd.get_command(ctx, word)
-        if sub is None:
-            raise ConfigError(f"unknown avprep command '{' '.join(words)}'")
-        cmd = sub
-    return cmd
-
-
-def check_stage(root: click.Group, stage: Stage) -> None:
-    """Check that a stage's command exists and accepts every option it passes."""
-    cmd = resolve_command(*cli_for(root, stage.command))
-    known = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
-    for key in stage.args:
-        if key == "_":
-            continue
-        flag = "--" + key.replace("_", "-")
-        if flag not in known:
-            valid = ", ".join(sorted(o for o in known if o.startswith("--")))
-            raise ConfigError(
-                f"stage {stage.name!r}: 'avprep {' '.join(stage.command)}' has no option "
-                f"{flag}; valid: {valid}"
-            )
+def variables_of(
+    pipe: Pipeline, workdir: Path, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    return {**pipe.variables, **(overrides or {}), "workdir": str(workdir)}
 
 
 def plan(
-    pipe: Pipeline, root: click.Group, workdir: Path, overrides: Mapping[str, str] | None = None
-) -> list[tuple[Stage, list[str], str]]:
-    """(stage, argv, status) for every stage: status is done, changed or pending."""
-    variables = {**pipe.variables, **(overrides or {}), "workdir": str(workdir)}
+    pipe: Pipeline, workdir: Path, overrides: Mapping[str, Any] | None = None
+) -> list[tuple[Stage, str, str]]:
+    """(stage, description, status) for every stage: status is done, changed or pending.
+
+    Every stage is checked first (its step exists, takes its options, their
+    values have the step's types), so a bad recipe fails before anything runs.
+    """
+    variables = variables_of(pipe, workdir, overrides)
     state = _read_state(workdir, pipe.name)
     rows = []
     for stage in pipe.stages:
-        check_stage(root, stage)
-        argv = stage.argv(variables)
+        check_stage(stage, variables)
         prev = state.get(stage.name)
         if prev is None:
             status = "pending"
@@ -191,7 +191,7 @@ def plan(
             status = "done"
         else:
             status = "changed"
-        rows.append((stage, argv, status))
+        rows.append((stage, stage.describe(variables), status))
     return rows
 
 
@@ -212,47 +212,52 @@ def _read_state(workdir: Path, name: str) -> dict[str, Any]:
 
 def run_pipeline(
     pipe: Pipeline,
-    root: click.Group,
     workdir: Path,
     *,
-    overrides: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
     start_from: str | None = None,
-    echo: Callable[[str], None] = click.echo,
+    echo: Callable[[str], None] = print,
+    progress: bool = True,
+    skip_done: bool = True,
+    around: Callable[[Stage], AbstractContextManager[Any]] | None = None,
 ) -> list[tuple[str, str, float]]:
-    """Run the stages not yet done; return (stage, outcome, seconds) rows."""
+    """Run the stages not yet done; return (stage, outcome, seconds) rows.
+
+    ``progress`` goes to every step that shows progress (unless the recipe
+    sets it); ``skip_done=False`` calls every stage's step even when the state
+    file says it finished (each step resumes by itself: the demo's way);
+    ``around(stage)`` is a context manager entered around each stage that runs.
+    """
     if start_from is not None and start_from not in pipe.stage_names():
         raise ConfigError(
             f"--from {start_from!r}: no such stage; valid: {', '.join(pipe.stage_names())}"
         )
-    variables = {**pipe.variables, **(overrides or {}), "workdir": str(workdir)}
-    rows = plan(pipe, root, workdir, overrides)
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    variables = variables_of(pipe, workdir, overrides)
+    rows = plan(pipe, workdir, overrides)
     state = _read_state(workdir, pipe.name)
     forced = False
     results = []
-    redo_rest = False
-    for stage, argv, status in rows:
+    redo_rest = not skip_done
+    for stage, described, status in rows:
         forced = forced or stage.name == start_from
         if status == "done" and not forced and not redo_rest:
             echo(f"[{stage.name}] done earlier, skipped")
             results.append((stage.name, "skipped", 0.0))
             continue
         redo_rest = True  # later stages consume this stage's output
-        group, args = cli_for(root, argv)
-        prog = "avmodels" if group is not root else "avprep"
-        echo(f"[{stage.name}] {prog} {' '.join(args)}")
+        kwargs = stage.kwargs(variables)
+        if "progress" in stage.step.parameters() and "progress" not in kwargs:
+            kwargs["progress"] = progress
         t0 = time.monotonic()
-        try:
-            group.main(args=args, prog_name=prog, standalone_mode=False)
-        except SystemExit as exc:
-            if exc.code not in (0, None):
-                raise AvprepError(
-                    f"pipeline {pipe.name}: stage {stage.name!r} exited with {exc.code}; "
-                    "fix the cause and rerun the same command to resume"
-                ) from None
-        except click.ClickException as exc:
-            raise ConfigError(f"stage {stage.name!r}: {exc.format_message()}") from exc
-        except AvprepError as exc:
-            raise type(exc)(f"pipeline {pipe.name}: stage {stage.name!r}: {exc}") from exc
+        with around(stage) if around else contextlib.nullcontext():
+            echo(f"[{stage.name}] {described}")
+            try:
+                text = stage.step.function()(**kwargs)
+            except AvprepError as exc:
+                raise type(exc)(f"pipeline {pipe.name}: stage {stage.name!r}: {exc}") from exc
+            if text:
+                echo(text)
         dt = time.monotonic() - t0
         state[stage.name] = {"fingerprint": stage.fingerprint(variables), "seconds": round(dt, 2)}
         write_json(_state_path(workdir, pipe.name), {"pipeline": pipe.name, "stages": state})

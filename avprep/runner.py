@@ -84,6 +84,10 @@ def map_clips(
 ) -> Iterator[ClipRecord]:
     """Run ``fn`` over ``items`` and yield records in completion order.
 
+    ``fn`` returns one record, or a list of records when its item is a unit of
+    several clips (extract ``--times``: every clip of one source video, one
+    decode); each is appended and yielded, and the progress bar counts items.
+
     ``backend``: ``loky`` (joblib processes, ``jobs`` of them), ``dask``
     (dask.distributed; ``scheduler`` is an address such as
     ``tcp://host:8786``, or None for a local cluster with ``jobs`` workers),
@@ -100,32 +104,37 @@ def map_clips(
         # next run under the folder's lock) rather than /dev/shm, where a kill -9 of the
         # whole process group leaves it behind (docs/reliability.md)
         scratch = None if manifest is None else str(manifest.path.parent / f"{TMP_PREFIX}joblib")
-        for rec in _dispatch(
+        for done in _dispatch(
             guarded, items, jobs=jobs, backend=backend, scheduler=scheduler, temp_folder=scratch
         ):
-            if manifest is not None:
-                try:
-                    manifest.append(rec)
-                except OSError as exc:
-                    if exc.errno in FULL_ERRNOS:
-                        raise disk_full_error(manifest.path) from None
-                    raise
-            if rec.meta.get(RETRYABLE):
-                if rec.meta.get("message"):
-                    raise DiskFullError(rec.meta["message"])
-                where = rec.meta.get("disk_full") or (
-                    "?" if manifest is None else manifest.path.parent
-                )
-                raise disk_full_error(where)
+            # a unit of several clips (extract --times: one source video) gives a list
+            for rec in done if isinstance(done, list) else (done,):
+                _record(rec, manifest)
+                if not rec.ok:
+                    bar.set_postfix_str(f"last failure: {rec.clip_id}", refresh=False)
+                yield rec
             bar.update(1)
-            if not rec.ok:
-                bar.set_postfix_str(f"last failure: {rec.clip_id}", refresh=False)
-            yield rec
     finally:
         bar.close()
         if scratch is not None:
             with contextlib.suppress(OSError):
                 os.rmdir(scratch)  # empty once joblib is done with it
+
+
+def _record(rec: ClipRecord, manifest: Manifest | None) -> None:
+    """Append ``rec``; a full disk (while appending, or the record's own) stops the run."""
+    if manifest is not None:
+        try:
+            manifest.append(rec)
+        except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                raise disk_full_error(manifest.path) from None
+            raise
+    if rec.meta.get(RETRYABLE):
+        if rec.meta.get("message"):
+            raise DiskFullError(rec.meta["message"])
+        where = rec.meta.get("disk_full") or ("?" if manifest is None else manifest.path.parent)
+        raise disk_full_error(where)
 
 
 def _dispatch(

@@ -24,9 +24,11 @@ this order, so no stage repeats it:
 
 The selection of clips may need the lock (it reads the output folder): pass a
 callable ``select(manifest) -> Work`` and it runs after step 3's manifest is
-opened. A stage whose unit of work is not a clip (extract ``--times``: one
-decode per source video) takes steps 1-3 from :func:`open_stage` and maps on
-its own.
+opened. A stage whose unit of work holds several clips (extract ``--times``:
+one decode per source video) selects its units from the clips' own records
+and keys them by a name no clip id can take (``video:<name>``); its step
+returns one record per clip. ``ingest`` (it streams an archive) takes steps
+1-3 from :func:`open_stage` and maps on its own.
 """
 
 from __future__ import annotations
@@ -54,9 +56,11 @@ log = logging.getLogger(__name__)
 class Step(Protocol):
     """A stage's per-clip work: a module-level (picklable) function of the item and
     the run's config. It returns a failed record for an expected failure; an
-    exception becomes a failed record too (:mod:`avprep.runner`)."""
+    exception becomes a failed record too (:mod:`avprep.runner`). An item that
+    is a unit of several clips gives a list of records (extract ``--times``:
+    every clip of one source video from one decode)."""
 
-    def __call__(self, item: Any, config: Any, /) -> ClipRecord: ...
+    def __call__(self, item: Any, config: Any, /) -> ClipRecord | list[ClipRecord]: ...
 
 
 def _mismatch(out: Path, changed: list[str], old: Mapping[str, Any]) -> str:
@@ -141,13 +145,14 @@ class StageReport:
         """Failed now, plus inputs refused before any work."""
         return sum(1 for r in self.records if r.status == FAILED) + len(self.rejected)
 
-    def reasons(self, top: int = 5) -> list[tuple[str, int]]:
-        """The most common failure reasons (a clip's own id stripped, so they group)."""
+    def reasons(self, top: int = 5, *, rejected_first: bool = False) -> list[tuple[str, int]]:
+        """The most common failure reasons (a clip's own id stripped, so they group);
+        ties in the order counted: this run's records, then the refused inputs
+        (``rejected_first``: the other way, extract ``--times``' order)."""
         reasons: Counter = Counter()
-        for rec in self.records:
-            if not rec.ok and rec.error:
-                reasons[failure_reason(rec.error)] += 1
-        for rec in self.rejected:
+        failed = [rec for rec in self.records if not rec.ok and rec.error]
+        refused = list(self.rejected)
+        for rec in refused + failed if rejected_first else failed + refused:
             reasons[failure_reason(rec.error or "")] += 1
         return reasons.most_common(top)
 

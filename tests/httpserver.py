@@ -22,12 +22,12 @@ import collections
 import contextlib
 import threading
 import time
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from avprep.loopback import LoopbackHandler, LoopbackServer
 
-class _Handler(SimpleHTTPRequestHandler):
+
+class _Handler(LoopbackHandler):
     stall_seconds = 30.0
 
     def guess_type(self, path):
@@ -36,16 +36,14 @@ class _Handler(SimpleHTTPRequestHandler):
             return "video/mp4"
         return super().guess_type(path)
 
-    def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
-        pass
-
     def do_GET(self):  # noqa: N802
         if self.path.startswith(("http://", "https://")):
             # a forward-proxy request: serve the path part ourselves
             self.path = "/" + self.path.split("/", 3)[3] if self.path.count("/") >= 3 else "/"
             self.server.proxied[self.path] += 1
-        self.server.hits[self.path] += 1
-        self.server.requests.append((self.path, dict(self.headers.items())))
+        super().do_GET()  # counts the request, then serve()
+
+    def serve(self):
         if self.path.startswith("/status/"):
             code = int(self.path.split("/")[2])
             self.send_error(code)
@@ -96,51 +94,24 @@ class _Handler(SimpleHTTPRequestHandler):
             self.wfile.flush()
             self.connection.shutdown(2)
             return
-        super().do_GET()
+        super().serve()
 
 
-class MediaServer:
+class MediaServer(LoopbackServer):
     """Context manager: ``with MediaServer(root) as srv: srv.url('a.mp4')``."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        handler = partial(_Handler, directory=str(self.root))
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.hits = collections.Counter()
-        self.httpd.stopping = threading.Event()
+        super().__init__(root, handler=_Handler)
         self.httpd.gate = threading.Event()
         self.httpd.proxied = collections.Counter()
-        self.httpd.requests = []
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def url(self, name: str) -> str:
-        return f"{self.base}/{name}"
-
-    @property
-    def hits(self) -> collections.Counter:
-        return self.httpd.hits
 
     @property
     def proxied(self) -> collections.Counter:
         return self.httpd.proxied
 
     @property
-    def requests(self) -> list[tuple[str, dict[str, str]]]:
-        return self.httpd.requests
-
-    @property
     def gate(self) -> threading.Event:
         return self.httpd.gate
-
-    def __enter__(self) -> MediaServer:
-        self.thread.start()
-        return self
 
     def __exit__(self, *exc) -> None:
         self.httpd.stopping.set()

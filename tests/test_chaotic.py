@@ -272,7 +272,7 @@ def test_chaotic_world_recipe_end_to_end(tmp_path):
     work = tmp_path / "w"
     over = {"videos": str(videos), "annotations": str(root), "method": "sspl",
             "config": str(tiny), "jobs": "1", "device": "cpu"}  # fmt: skip
-    ran = run_pipeline(recipe, cli, work, overrides=over, echo=lambda s: None)
+    ran = run_pipeline(recipe, work, overrides=over, echo=lambda s: None)
     assert [o for _, o, _ in ran] == ["ran"] * len(recipe.stages)
     # the annotated frames, exactly
     frames = work / "extract-test" / "frames"

@@ -7,6 +7,7 @@ a tiny model, then runs it again to check that every stage resumes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -21,8 +22,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from avmodels import demo, report
+from avmodels import demo, demo_mssl, report
 from avprep.errors import ConfigError, InputError
+from avprep.synth.classes import CLASSES
 
 TOY_SETS = (
     "train.batch_size=4",
@@ -87,6 +89,13 @@ def test_toy_chain_artefacts(toy):
     p = demo.demo_paths(s)
     ids = {split: demo.read_list(p.split_list(split)) for split in demo.SPLITS}
     assert sum(len(v) for v in ids.values()) == 14 and all(ids.values())
+
+    # stages 1-4 are pipelines/synthav.yaml, run by avprep's pipeline runner
+    state = json.loads((s.root / ".pipeline" / "synthav.json").read_text())
+    assert set(state["stages"]) == {
+        "synth", "download", "extract", "pack-train", "pack-val", "pack-test",
+    }  # fmt: skip
+    assert (s.root / "urls.txt").read_text().count("http://127.0.0.1:") == 14
 
     # download: every clip came through the loopback server, byte for byte
     for split_ids in ids.values():
@@ -154,8 +163,8 @@ def test_toy_chain_resumes(toy, capsys):
     capsys.readouterr()
     again = demo.run_demo(s)
     out = capsys.readouterr().out
-    assert "0 generated, 14 already there" in out  # synth
-    assert re.search(r"already done\s+14\n", out)  # download
+    assert "0 generated, 14 already there" in out  # synth (every step is called: each resumes)
+    assert re.search(r"14 clip\(s\) in the list, 14 already done, 0 attempted now", out)  # download
     assert "is finished: kept" in out  # train
     assert again.run_dir == first.run_dir
     assert (final.stat().st_mtime_ns, sha(final)) == before
@@ -163,8 +172,10 @@ def test_toy_chain_resumes(toy, capsys):
 
 
 def test_serve_folder_serves_and_closes(tmp_path):
+    from avprep.loopback import serve_folder
+
     (tmp_path / "a.bin").write_bytes(b"x" * 1000)
-    with demo.serve_folder(tmp_path) as base:
+    with serve_folder(tmp_path) as base:
         assert base.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(base + "a.bin", timeout=5) as r:  # noqa: S310 - loopback
             assert r.read() == b"x" * 1000
@@ -173,6 +184,20 @@ def test_serve_folder_serves_and_closes(tmp_path):
         assert err.value.code == 404
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(base + "a.bin", timeout=2)  # noqa: S310
+
+
+def test_loopback_server_counts_requests_and_binds_loopback_only(tmp_path):
+    from avprep.loopback import LoopbackServer
+
+    (tmp_path / "v.mp4").write_bytes(b"0123456789")
+    with LoopbackServer(tmp_path) as srv:
+        assert srv.httpd.server_address[0] == "127.0.0.1"
+        req = urllib.request.Request(srv.url("v.mp4"), headers={"X-Probe": "1"})
+        with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 - loopback
+            assert r.read() == b"0123456789"
+    assert srv.hits["/v.mp4"] == 1
+    assert srv.requests[0][0] == "/v.mp4" and srv.requests[0][1]["X-Probe"] == "1"
+    assert srv.httpd.stopping.is_set()
 
 
 def test_recipes_match_the_registries():
@@ -274,9 +299,79 @@ def test_nan_metrics_render_as_na(tmp_path):
 def test_loopback_is_kept_away_from_a_proxy(monkeypatch):
     monkeypatch.setenv("no_proxy", "example.org")
     monkeypatch.delenv("NO_PROXY", raising=False)
-    demo.bypass_proxy_for_loopback()
-    demo.bypass_proxy_for_loopback()  # idempotent
+    from avprep.loopback import bypass_proxy_for_loopback
+
+    bypass_proxy_for_loopback()
+    bypass_proxy_for_loopback()  # idempotent
     import os
 
     assert os.environ["no_proxy"] == "example.org,127.0.0.1,localhost"
     assert os.environ["NO_PROXY"] == "127.0.0.1,localhost"
+
+
+# -- DEMO_METHOD=mssl: two stages on two-source SynthAV, class-aware scores --------------
+@pytest.mark.slow
+def test_mssl_demo_trains_both_stages_and_scores_class_aware(tmp_path):
+    import h5py
+    import yaml
+
+    s = dataclasses.replace(
+        toy_settings(tmp_path), method="mssl", extra_sets=(*TOY_SETS, "model.proj_hidden=32")
+    )
+    res = demo.run_demo(s)
+    p = demo.demo_paths(s)
+    assert s.root.name == "seed3-two-source"
+    meta = json.loads((p.synthav / "synthav.json").read_text())
+    assert meta["config"]["sources"] == 2
+    clips = {c["id"]: c for c in meta["clips"]}
+
+    # labels: every stored clip's two sounding classes, the same for both streams
+    names = [c.name for c in CLASSES[:5]]
+    (labels,) = (s.root / "labels").glob("*.h5")
+    with h5py.File(labels) as f:
+        ids = [c.decode() for c in f["clip_id"][()]]
+        audio, visual = f["audio"][()], f["visual"][()]
+    assert sorted(ids) == sorted(
+        c for split in demo.SPLITS for c in demo.read_list(p.split_list(split))
+    )
+    for cid, row in zip(ids, audio):
+        assert [names[i] for i in np.flatnonzero(row)] == sorted(
+            clips[cid]["sounding"], key=names.index
+        )
+    assert np.array_equal(audio, visual)
+
+    # two runs: stage 1, then stage 2 started from stage 1's final weights
+    s1 = res.run_dir.with_name(res.run_dir.name[: -len("-s2")] + "-s1")
+    cfg1 = yaml.safe_load((s1 / "config.yaml").read_text())
+    cfg2 = yaml.safe_load((res.run_dir / "config.yaml").read_text())
+    assert cfg1["train"]["stage"] == 1 and cfg2["train"]["stage"] == 2
+    assert cfg2["model"]["init_from"] == str(s1 / "final.pt")
+    assert cfg1["labels"]["file"] == cfg2["labels"]["file"] == str(labels)
+    assert cfg2["model"]["num_classes"] == 5 and cfg2["labels"]["require"] is True
+    for run in (s1, res.run_dir):
+        assert (run / "final.pt").is_file()
+
+    # class-aware ground truth: each sounding box under its own class (vggss.json has the
+    # same boxes without classes)
+    test = demo.test_ids(p)
+    gt = demo_mssl.class_ground_truth(p, test)
+    vggss = json.loads(p.annotations.read_text())
+    by_id = {e["file"]: e for e in vggss}
+    for f in gt.frames:
+        assert len(f.boxes) == 2  # two distinct classes: every test clip is scored
+        entry = by_id[f.ytid]
+        for name, box in zip(entry["class"].split("+"), entry["bbox"]):
+            ((x, y, w, h),) = f.boxes[names.index(name)]
+            assert np.allclose([x, y, x + w, y + h], box)
+
+    # scores: both stages class-agnostic, and class-aware beside the references
+    summary = json.loads((Path(s.out) / "summary.json").read_text())
+    aware = summary["class_aware"]
+    assert set(aware) == {"mssl stage 2", "mssl stage 1", "centre", "random", "ceiling", "swapped"}
+    assert all(m["n"] == len(test) for m in aware.values())
+    assert aware["ceiling"]["ciou"] == 1.0 and aware["swapped"]["ciou"] < 1.0
+    assert summary["model"]["n"] == summary["stage1"]["n"] == len(test)
+    assert set(summary["stage_seconds"]) == set(demo_mssl.STAGE_NAMES)
+    page = Page()
+    page.feed((Path(s.out) / "report" / "index.html").read_text())
+    assert page.rows[:2] == ["mssl stage 2", "mssl stage 1"]

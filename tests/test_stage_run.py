@@ -114,3 +114,24 @@ def test_a_parallel_run_writes_what_a_serial_one_does(tmp_path):
     assert rep.ok == 4
     for c in "abcd":
         assert (loky / f"{c}.txt").read_bytes() == (serial / f"{c}.txt").read_bytes()
+
+
+def write_group(group: tuple[str, ...], cfg: dict) -> list[ClipRecord]:
+    """A unit of several clips (as extract --times' video): one record per clip."""
+    return [write_step(item, cfg) for item in group]
+
+
+@pytest.mark.parametrize("backend", ["serial", "loky"])
+def test_a_unit_of_several_clips_records_each(tmp_path, backend):
+    out = tmp_path / "out"
+    out.mkdir()
+    stage = Stage(
+        name="toy", step=write_group, config={"out": str(out), "fail": ["c"]}, out=out,
+        unit="group", key=lambda group: "group:" + group[0],
+    )  # fmt: skip
+    rep = run_stage(stage, [("a", "b"), ("c",)], jobs=2, backend=backend, progress=False)
+    assert sorted(r.clip_id for r in rep.records) == ["a", "b", "c"]
+    assert rep.ok == 2 and rep.failed == 1 and rep.reasons() == [("told to fail", 1)]
+    recorded = {r.clip_id: r.status for r in Manifest(out / MANIFEST_NAME).records()}
+    assert recorded == {"a": OK, "b": OK, "c": FAILED}
+    assert (out / "a.txt").read_text() == "a" and (out / "b.txt").read_text() == "b"

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from avmodels.steps import model_file_of  # noqa: F401 - the commands' import path
 from avprep.clikit import choice_option
 
 
@@ -31,20 +32,6 @@ def model_file_options(f: Callable) -> Callable:
         type=click.Path(file_okay=False, exists=True, path_type=Path),
         help="Run directory (uses best.pt, else final.pt).",
     )(f)
-
-
-def model_file_of(run: Path | None, ckpt: Path | None) -> Path:
-    """The model file of :func:`model_file_options`: ``--ckpt``, or the run's best.pt, else final.pt."""
-    from avprep.errors import ConfigError, InputError
-
-    if (run is None) == (ckpt is None):
-        raise ConfigError("give exactly one of --run RUN_DIR or --ckpt MODEL_FILE")
-    if ckpt is not None:
-        return ckpt
-    for name in ("best.pt", "final.pt"):
-        if (run / name).is_file():
-            return run / name
-    raise InputError(f"{run} has no best.pt or final.pt (has training finished?)")
 
 
 def model_set_option(f: Callable) -> Callable:

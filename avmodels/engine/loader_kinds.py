@@ -1,6 +1,9 @@
 """The batch loaders ``train.loader`` names (the registry its choices come from).
 
-- ``torch``: torch's ``DataLoader`` (the default);
+- ``auto`` (the default): ``ring`` when the workers hand out finished,
+  fixed-shape batches (the batched augmentation with ``train.input=cpu``),
+  ``torch`` otherwise (:func:`avmodels.engine.loaders.loader_kind`);
+- ``torch``: torch's ``DataLoader``;
 - ``ring``: avprep's :class:`~avprep.store.RingLoader`: the same batches, written
   by the workers into reused shared memory (faster when loading is the
   bottleneck; every sample field must be fixed-shape).
@@ -22,5 +25,6 @@ class LoaderKind:
 
 
 LOADERS: Registry[LoaderKind] = Registry("loader (train.loader)")
+LOADERS.add("auto", LoaderKind("auto", "ring for finished batches (augment=batch, input=cpu)"))
 LOADERS.add("torch", LoaderKind("torch", "torch's DataLoader"))
 LOADERS.add("ring", LoaderKind("ring", "avprep's RingLoader: batches in reused shared memory"))

@@ -98,6 +98,15 @@ class HtfSample:
             "spectrogram": self.spec(sample),
         }
 
+    def audio(self, sample: dict[str, Any]) -> dict[str, Any]:
+        return {"spectrogram": self.spec(sample)}
+
+    def batch_augment(self) -> Any:
+        """The batched form of the paired crop (avmodels.methods.batch_augment reads it)."""
+        from avmodels.methods.batch_augment import FrameFlowCropBatch
+
+        return FrameFlowCropBatch.of(self.pair, self.audio)
+
 
 @METHODS.register("htf")
 class HearTheFlow(TrimapHead, Method):

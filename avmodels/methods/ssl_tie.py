@@ -70,6 +70,16 @@ class SslTieSample(FrameSpectrogramSample):
         )
         super().__init__(data, frame, spec_aug)
 
+    def audio(self, sample: dict[str, Any]) -> dict[str, Any]:
+        spec = self.spec(sample)
+        return {"spectrogram": spec if self.spec_aug is None else self.spec_aug(spec)}
+
+    def batch_augment(self) -> Any:
+        """The batched form of moco_v2 (avmodels.methods.batch_augment reads it)."""
+        from avmodels.methods.batch_augment import MocoV2Batch
+
+        return MocoV2Batch.of(self.frame, self.audio)
+
 
 @METHODS.register("ssl-tie")
 class SslTie(TrimapHead, Method):

@@ -120,11 +120,19 @@ class SsplTransform:
         out: dict[str, Any] = {"clip_id": str(sample["clip_id"]), "view1": self.image(img)}
         if self.train:
             out["view2"] = self.image(img)
+        return {**out, **self.audio(sample)}
+
+    def audio(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """The audio input: the cached VGGish embedding, or the log-mel spectrogram."""
         if EMBEDDING_KEY in sample:
-            out[EMBEDDING_KEY] = torch.as_tensor(np.asarray(sample[EMBEDDING_KEY], np.float32))
-        else:
-            out["spectrogram"] = torch.from_numpy(_spectrogram_of(sample))
-        return out
+            return {EMBEDDING_KEY: torch.as_tensor(np.asarray(sample[EMBEDDING_KEY], np.float32))}
+        return {"spectrogram": torch.from_numpy(_spectrogram_of(sample))}
+
+    def batch_augment(self) -> Any:
+        """The batched form of the train views (avmodels.methods.batch_augment reads it)."""
+        from avmodels.methods.batch_augment import CropFlipViews
+
+        return CropFlipViews.of(self.image, ("view1", "view2"), self.audio) if self.train else None
 
 
 def _state_hash(module: nn.Module) -> str:

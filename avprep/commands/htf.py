@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 import click
 
 
@@ -36,22 +33,6 @@ def htf_test_times(pickle_src: str, videos: str, out_path: str) -> None:
       avprep htf-test-times --videos flickr-test/videos --out htf-times.csv
       avprep extract --in flickr-test/videos --out htf/ --profile htf --times htf-times.csv
     """
-    from avprep.annotations.htf_frames import read_imagetoframe, times_rows
-    from avprep.atomic import write_text
-    from avprep.recipes import resolve_source
-    from avprep.stages.extract import find_sources
+    from avprep.steps import htf_test_times as run
 
-    path, _ = resolve_source(pickle_src)
-    frames = read_imagetoframe(path)
-    sources, _ = find_sources(videos)
-    rows, problems = times_rows(frames, {s.clip_id: s.path for s in sources})
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["clip_id", "video", "frame", "time"])
-    w.writerows(rows)
-    write_text(out_path, buf.getvalue())
-    click.echo(f"{len(rows)} of {len(frames)} annotated clips written to {out_path}")
-    if problems:
-        click.echo(f"{len(problems)} left out, e.g.:")
-        for p in problems[:5]:
-            click.echo(f"  {p}")
+    click.echo(run(videos=videos, out=out_path, pickle=pickle_src))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from avprep.clikit import no_progress_option
 from avprep.errors import ConfigError
 from avprep.pipeline import load_pipeline, plan, run_pipeline
 
@@ -32,6 +33,7 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--dry-run", is_flag=True, help="Show the plan and check every stage; run nothing.")
 @click.option("--from", "start_from", default=None, help="Rerun from this stage on.")
 @click.option("--set", "sets", multiple=True, help="Override a recipe variable: key=value.")
+@no_progress_option
 def run(
     recipe: str | None, list_: bool, workdir: Path | None, dry_run: bool, start_from: str | None,
     sets,
@@ -47,7 +49,7 @@ def run(
       avprep run vggss-test --workdir data/vggss-test
       avprep run my-recipe.yaml --from extract --set profile=sspl
     """
-    from avprep.cli import cli
+    from avprep.clikit import progress_wanted
     from avprep.shipped import recipe_names, recipe_path
 
     if list_:
@@ -59,15 +61,17 @@ def run(
     pipe = load_pipeline(recipe_path(recipe))
     workdir = workdir or Path("data") / pipe.name
     overrides = _overrides(sets)
-    rows = plan(pipe, cli, workdir, overrides)
+    rows = plan(pipe, workdir, overrides)
     click.echo(f"pipeline {pipe.name}: {pipe.description}".rstrip(": "))
     click.echo(f"workdir  {workdir}")
-    for i, (stage, argv, status) in enumerate(rows, 1):
-        prog = "" if argv[:1] == ["avmodels"] else "avprep "
-        click.echo(f"{i:>2}. {stage.name:<14} {status:<8} {prog}{' '.join(argv)}")
+    for i, (stage, described, status) in enumerate(rows, 1):
+        click.echo(f"{i:>2}. {stage.name:<14} {status:<8} {described}")
     if dry_run:
         return
-    results = run_pipeline(pipe, cli, workdir, overrides=overrides, start_from=start_from)
+    results = run_pipeline(
+        pipe, workdir, overrides=overrides, start_from=start_from, echo=click.echo,
+        progress=progress_wanted(),
+    )  # fmt: skip
     click.echo("summary:")
     for name, outcome, seconds in results:
         click.echo(f"  {name:<14} {outcome:<8} {seconds:8.1f} s")

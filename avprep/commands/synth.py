@@ -2,29 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import click
 
 from avprep.clikit import backend_options, no_progress_option
-from avprep.errors import ConfigError, MediaError
-
-
-def _pair(text: str, option: str, cast=int, sep: str = "x") -> tuple:
-    m = re.fullmatch(rf"\s*([0-9.]+)\s*{sep}\s*([0-9.]+)\s*", text)
-    if not m:
-        raise ConfigError(f"{option} expects A{sep}B (got {text!r})")
-    try:
-        return cast(m.group(1)), cast(m.group(2))
-    except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from exc
-
-
-def _range(text: str, option: str, cast=int) -> tuple:
-    if re.fullmatch(r"\s*[0-9.]+\s*", text):
-        v = cast(text.strip())
-        return v, v
-    return _pair(text, option, cast, sep="-")
 
 
 @click.command()
@@ -102,44 +82,15 @@ def synth(
     Example:
       avprep synth --out synthav/ --clips 300 --jobs 2
     """
-    from avprep.synth import SynthConfig, generate
-
-    cfg = SynthConfig(
-        clips=clips,
-        seed=seed,
-        sources=sources,
-        classes=classes,
-        size=_pair(size, "--size"),
-        seconds=seconds,
-        fps=fps,
-        sample_rate=sample_rate,
-        objects=_range(objects, "--objects"),
-        object_scale=_range(object_scale, "--object-scale", float),
-        object_aspect=_range(object_aspect, "--object-aspect", float),
-        snr_db=_range(snr, "--snr", float),
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        prefix=prefix,
-    ).validate()
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be at least 1 (got {jobs})")
     from avprep.clikit import progress_wanted
+    from avprep.steps import synth as run_synth
 
-    result = generate(
-        cfg, out, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress_wanted()
-    )
-    splits = ", ".join(f"{k} {v}" for k, v in result.splits.items())
     click.echo(
-        f"SynthAV in {result.out}: {result.generated} generated, {result.skipped} already there, "
-        f"{len(result.failed)} failed in {result.seconds:.1f} s\n"
-        f"  {cfg.clips} clips ({splits}), {cfg.classes} classes, {cfg.sources} source(s), "
-        f"{cfg.width}x{cfg.height} at {cfg.fps} fps, {cfg.seconds:g} s, key frame "
-        f"{cfg.key_frame} (t = {cfg.key_time:.3f} s)\n"
-        f"  ground truth: {result.out}/annotations/vggss.json, {result.out}/annotations/xml/"
-    )
-    if result.failed:
-        clip, reason = next(iter(result.failed.items()))
-        raise MediaError(
-            f"{len(result.failed)} clip(s) failed (first: {clip}: {reason}); "
-            "rerun the same command to retry them"
+        run_synth(
+            out=out, clips=clips, seed=seed, sources=sources, classes=classes, objects=objects,
+            size=size, seconds=seconds, fps=fps, sample_rate=sample_rate,
+            object_scale=object_scale, object_aspect=object_aspect, snr=snr,
+            val_fraction=val_fraction, test_fraction=test_fraction, prefix=prefix, jobs=jobs,
+            backend=backend, scheduler=scheduler, progress=progress_wanted(),
         )
+    )  # fmt: skip

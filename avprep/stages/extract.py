@@ -43,7 +43,7 @@ from avprep.ids import check_id
 from avprep.manifest import FAILED, MANIFEST_NAME, OK, ClipRecord, Manifest, is_done
 from avprep.profiles import Profile, frame_at_value
 from avprep.spectrogram import compute as compute_spectrogram
-from avprep.stage import Stage, StageReport, Work, check_header, open_stage, run_stage
+from avprep.stage import Stage, StageReport, Work, run_stage
 from avprep.stages import audio as audio_stage
 from avprep.stages import flow as flow_stage
 from avprep.stages import frames as frame_stage
@@ -478,11 +478,15 @@ def run_extract(
 
 
 def _run_times(in_path, stage, profile, times, limit, limit_error, t0, **kw) -> ExtractSummary:
-    """``--times``: clips at annotated times, one decode per source video (the unit of
-    work is a video, so :mod:`avprep.stages.times` maps; the folder is the stage's)."""
-    from avprep.stages.times import read_times, run_times
+    """``--times``: clips at annotated times on :func:`run_stage`, a source video
+    the unit of work (one decode per video, :mod:`avprep.stages.times`)."""
+    from avprep.stages.times import read_times, select_videos, times_stage
 
-    with open_stage(stage) as folder:
+    timed: list = []
+    already = 0
+
+    def select(manifest: Manifest | None) -> Work:
+        nonlocal timed, already
         if frame_at_value(profile.frame_at)[0] == "fps":
             raise ConfigError(
                 "--times takes one annotated frame a clip; --frame-at fps:N does not apply"
@@ -493,19 +497,19 @@ def _run_times(in_path, stage, profile, times, limit, limit_error, t0, **kw) -> 
             raise limit_error
         if limit is not None:
             timed = timed[:limit]
-        check_header(stage, folder.manifest)
         for rec in rejected:
             log.warning("%s", rec.error)
         videos = {s.clip_id: s.path for s in sources}
-        counts, reasons, already = run_times(
-            videos, timed, folder.manifest, stage.out, profile, is_done=is_done, **kw
-        )
+        work, already = select_videos(timed, videos, manifest, stage.out, is_done)
+        return work
+
+    run: StageReport = run_stage(times_stage(stage), select, **kw)
     return ExtractSummary(
         total=len(timed),
         already_done=already,
-        ok=counts[OK],
-        failed=counts[FAILED],
+        ok=run.ok,
+        failed=run.failed,
         seconds=time.perf_counter() - t0,
-        reasons=reasons.most_common(5),
+        reasons=run.reasons(rejected_first=True),
         out_dir=os.fspath(stage.out),
     )

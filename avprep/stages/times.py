@@ -44,7 +44,7 @@ import math
 import os
 import tempfile
 import time
-from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from avprep.ids import check_id
 from avprep.manifest import FAILED, OK, ClipRecord, Manifest
 from avprep.profiles import Profile, source_scale_value
 from avprep.spectrogram import compute as compute_spectrogram
+from avprep.stage import Stage, Work
 from avprep.stages import audio as audio_stage
 from avprep.stages import flow as flow_stage
 from avprep.stages import frames as frame_stage
@@ -89,9 +90,12 @@ class VideoJob:
     path: str
     clips: tuple[TimedClip, ...]
 
-    @property
-    def clip_id(self) -> str:  # what the runner names a job by
-        return self.video
+
+def video_key(job: VideoJob) -> str:
+    """What the runner names a job by: ``video:<name>``, never a clip id (``:`` is
+    not allowed in one), so no manifest record answers for a video; its clips
+    were chosen by their own records (:func:`select_videos`)."""
+    return f"video:{job.video}"
 
 
 # -- the times file -----------------------------------------------------------
@@ -327,20 +331,16 @@ def cut_window(track: np.ndarray, start: int, n: int) -> np.ndarray:
     )
 
 
-class ExtractVideo:
-    """Picklable worker: every clip of one :class:`VideoJob` -> its records."""
-
-    def __init__(self, out_dir: str, profile: Profile) -> None:
-        self.out_dir = out_dir
-        self.profile = profile
-
-    def __call__(self, job: VideoJob) -> list[ClipRecord]:
-        try:
-            return extract_video(job, self.out_dir, self.profile)
-        except AvprepError as exc:
-            return [_failed(c, f"{c.clip_id}: {exc}") for c in job.clips]
-        except Exception as exc:  # noqa: BLE001 - one bad video must not stop the run
-            return [_failed(c, f"{c.clip_id}: {type(exc).__name__}: {exc}") for c in job.clips]
+def extract_video_step(job: VideoJob, cfg: Any) -> list[ClipRecord]:
+    """The ``--times`` stage's step: every clip of one video (``cfg``: the extract
+    stage's config, ``out`` and ``profile``) -> their records; a video that
+    cannot be decoded fails each of its clips with the reason."""
+    try:
+        return extract_video(job, cfg.out, cfg.profile)
+    except AvprepError as exc:
+        return [_failed(c, f"{c.clip_id}: {exc}") for c in job.clips]
+    except Exception as exc:  # noqa: BLE001 - one bad video must not stop the run
+        return [_failed(c, f"{c.clip_id}: {type(exc).__name__}: {exc}") for c in job.clips]
 
 
 def _failed(c: TimedClip, error: str) -> ClipRecord:
@@ -500,53 +500,27 @@ def _one_clip(
 
 
 # -- a whole run --------------------------------------------------------------
-def run_times(
-    videos: dict[str, str],
+def times_stage(stage: Stage) -> Stage:
+    """The extract stage (its folder, lock, header and parameters) with a source
+    video as the unit of work: one decode per video, its clips' records appended
+    as it finishes (:func:`avprep.stage.run_stage`)."""
+    return dataclasses.replace(
+        stage, step=extract_video_step, desc="extract", unit="video", key=video_key
+    )
+
+
+def select_videos(
     clips: list[TimedClip],
+    videos: dict[str, str],
     manifest: Manifest,
     out_dir: str | os.PathLike,
-    profile: Profile,
-    *,
-    is_done: Any,
-    jobs: int = 1,
-    backend: str = "loky",
-    scheduler: str | None = None,
-    progress: bool = True,
-) -> tuple[Counter, Counter, int]:
-    """Extract ``clips`` (resuming done ones); ``(status counts, reasons, already done)``.
-
-    Videos are the unit of work (one decode each); their clips' records are
-    appended to ``manifest`` as each video finishes.
-    """
-    from tqdm import tqdm
-
-    from avprep.runner import _dispatch
-
+    is_done: Callable[[ClipRecord | None, Path], bool],
+) -> tuple[Work, int]:
+    """``(the videos with clips to do, clips already done)``: a clip is skipped by
+    its own record's done rule; clips of videos absent from ``--in`` are refused
+    before any work (:attr:`Work.rejected`)."""
     out = Path(out_dir)
     todo = [c for c in clips if not is_done(manifest.get(c.clip_id), out)]
-    already = len(clips) - len(todo)
     work, failed = plan_jobs(todo, videos)
-    counts: Counter = Counter()
-    reasons: Counter = Counter()
-
-    def note(rec: ClipRecord) -> None:
-        manifest.append(rec)
-        counts[rec.status] += 1
-        if not rec.ok and rec.error:
-            head, sep, tail = rec.error.partition(": ")
-            reasons[tail if sep and " " not in head else rec.error] += 1
-
-    for rec in failed:
-        note(rec)
     log.info("extract --times: %d clip(s) of %d video(s) to do", len(todo), len(work))
-    bar = tqdm(total=len(todo), desc="extract", unit="clip", disable=not progress or not todo)
-    bar.update(len(failed))
-    worker = ExtractVideo(os.fspath(out), profile)
-    try:
-        for recs in _dispatch(worker, work, jobs=jobs, backend=backend, scheduler=scheduler):
-            for rec in recs:
-                note(rec)
-            bar.update(len(recs))
-    finally:
-        bar.close()
-    return counts, reasons, already
+    return Work(work, failed), len(clips) - len(todo)

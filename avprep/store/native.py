@@ -62,8 +62,9 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from avprep.clip import Clip
 from avprep.errors import StoreError
-from avprep.store.source import TIME_KEYS, Clip
+from avprep.store.source import TIME_KEYS
 
 FRAME_CHUNK_BYTES = 32 * 1024
 AUDIO_CHUNK_BYTES = 32 * 1024
@@ -237,11 +238,10 @@ def write_shard(
     """Write ``clips`` as one native shard at ``path`` (normally a temporary name).
 
     Rows are written one at a time straight into the file: at most one clip's
-    data is in memory, whatever the shard size.
+    data is in memory, whatever the shard size. The steps, in the order that
+    decides the file's bytes: the attributes, the ``clip_id`` column, every
+    dataset (:class:`_ShardRows`), then each row, then the closing offsets.
     """
-    n = len(clips)
-    kw = {"track_times": False}
-    filt = _filters(spec)
     attrs = dict(attrs)
     if "audio" in spec.modalities:  # how to read the audio is the shard's own fact
         attrs.setdefault("audio_encoding", spec.audio)
@@ -249,98 +249,140 @@ def write_shard(
     with h5py.File(path, "w", libver="earliest") as f:
         for key, value in attrs.items():
             f.attrs[key] = value
-        ids = f.create_dataset(
-            "clip_id", (n,), dtype=h5py.string_dtype("utf-8"), chunks=(max(1, min(n, 4096)),), **kw
+        rows = _ShardRows(f, clips, spec)
+        bar = tqdm(clips, desc=Path(path).name, unit="row", leave=False, disable=not progress)
+        for i, clip in enumerate(bar):
+            rows.write(i, clip)
+        rows.close()
+
+
+_TRACK = {"track_times": False}  # no object timestamps: the same rows give the same bytes
+
+
+class _ShardRows:
+    """The datasets of one open shard, created in a fixed order, and the row writer.
+
+    ``frame_jpeg`` and ``audio_flac`` grow by each row's bytes; their offset
+    tables get the running totals (and the end, by :meth:`close`).
+    """
+
+    def __init__(self, f: h5py.File, clips: Sequence[Clip], spec: NativeSpec) -> None:
+        n = len(clips)
+        self.n, self.spec = n, spec
+        text = h5py.string_dtype("utf-8")
+        # every dataset stays open until the file closes: closing one early moves where
+        # HDF5 places the next ones (same data, other bytes)
+        self.ids = ids = f.create_dataset(
+            "clip_id", (n,), dtype=text, chunks=(max(1, min(n, 4096)),), **_TRACK
         )
         ids[:] = [c.clip_id for c in clips]
-        meta = f.create_dataset(
-            "meta", (n,), dtype=h5py.string_dtype("utf-8"), chunks=(max(1, min(n, 1024)),), **kw
+        self.meta = f.create_dataset(
+            "meta", (n,), dtype=text, chunks=(max(1, min(n, 1024)),), **_TRACK
         )
-        times = {
-            k: f.create_dataset(k, (n,), dtype=np.float64, fillvalue=np.nan, **kw)
+        self.times = {
+            k: f.create_dataset(k, (n,), dtype=np.float64, fillvalue=np.nan, **_TRACK)
             for k in TIME_KEYS
         }
-        d: dict[str, h5py.Dataset] = {}
-        if "frame" in spec.modalities:
-            if spec.frames == "raw":
-                h, w, c = spec.frame_shape
-                d["frame"] = f.create_dataset(
-                    "frame", (n, h, w, c), dtype=np.uint8, chunks=(1, h, w, c), **kw
+        self.d: dict[str, h5py.Dataset] = {}
+        self._create_frames(f)
+        self._create_audio(f)
+        filt = _filters(spec)
+        for m, shape in (("spectrogram", spec.spectrogram_shape), ("flow", spec.flow_shape)):
+            if m in spec.modalities:
+                self.d[m] = f.create_dataset(
+                    m, (n, *shape), dtype=np.float16, chunks=(1, *shape), **filt, **_TRACK
                 )
-            else:
-                d["frame_jpeg"] = f.create_dataset(
-                    "frame_jpeg", (0,), maxshape=(None,), dtype=np.uint8,
-                    chunks=(FRAME_CHUNK_BYTES,), **kw,
-                )  # fmt: skip
-                d["frame_offset"] = f.create_dataset("frame_offset", (n + 1,), dtype=np.int64, **kw)
+        if "spectrogram" in self.d:
+            self.d["spectrogram"].attrs["name"] = spec.spectrogram_name or ""
+        self.frame_end = self.audio_end = 0
+
+    def _create_frames(self, f: h5py.File) -> None:
+        spec, n, d = self.spec, self.n, self.d
+        if "frame" not in spec.modalities:
+            return
+        if spec.frames == "raw":
+            h, w, c = spec.frame_shape
+            d["frame"] = f.create_dataset(
+                "frame", (n, h, w, c), dtype=np.uint8, chunks=(1, h, w, c), **_TRACK
+            )
+            return
+        d["frame_jpeg"] = f.create_dataset(
+            "frame_jpeg", (0,), maxshape=(None,), dtype=np.uint8,
+            chunks=(FRAME_CHUNK_BYTES,), **_TRACK,
+        )  # fmt: skip
+        d["frame_offset"] = f.create_dataset("frame_offset", (n + 1,), dtype=np.int64, **_TRACK)
+
+    def _create_audio(self, f: h5py.File) -> None:
+        spec, n, d = self.spec, self.n, self.d
         if "audio" in spec.modalities and spec.audio == "flac":
             # FLAC bytes are entropy-coded already: no HDF5 filter on them
             d["audio_flac"] = f.create_dataset(
                 "audio_flac", (0,), maxshape=(None,), dtype=np.uint8,
-                chunks=(AUDIO_CHUNK_BYTES,), **kw,
+                chunks=(AUDIO_CHUNK_BYTES,), **_TRACK,
             )  # fmt: skip
-            d["audio_offset"] = f.create_dataset("audio_offset", (n + 1,), dtype=np.int64, **kw)
+            d["audio_offset"] = f.create_dataset("audio_offset", (n + 1,), dtype=np.int64, **_TRACK)
         elif "audio" in spec.modalities:
             t = spec.audio_length
             d["audio"] = f.create_dataset(
-                "audio", (n, t), dtype=np.int16, chunks=(1, t), **filt, **kw
+                "audio", (n, t), dtype=np.int16, chunks=(1, t), **_filters(spec), **_TRACK
             )
-        for m, shape in (("spectrogram", spec.spectrogram_shape), ("flow", spec.flow_shape)):
-            if m in spec.modalities:
-                d[m] = f.create_dataset(
-                    m, (n, *shape), dtype=np.float16, chunks=(1, *shape), **filt, **kw
-                )
-        if "spectrogram" in d:
-            d["spectrogram"].attrs["name"] = spec.spectrogram_name or ""
 
-        offset = audio_offset = 0
-        rows = tqdm(clips, desc=Path(path).name, unit="row", leave=False, disable=not progress)
-        for i, clip in enumerate(rows):
-            meta[i] = json.dumps(clip.meta, sort_keys=True, default=str)
-            for k in TIME_KEYS:
-                v = clip.meta.get(k)
-                if isinstance(v, (int, float)):
-                    times[k][i] = float(v)
-            if "frame_jpeg" in d:
-                data = clip.frame.read_bytes()
-                if data[:2] != b"\xff\xd8":
-                    raise StoreError(f"clip {clip.clip_id}: {clip.frame} is not a JPEG file")
-                d["frame_offset"][i] = offset
-                d["frame_jpeg"].resize((offset + len(data),))
-                d["frame_jpeg"][offset : offset + len(data)] = np.frombuffer(data, np.uint8)
-                offset += len(data)
-            elif "frame" in d:
-                rgb = _decode_rgb(clip.frame.read_bytes())
-                if rgb is None or rgb.shape != spec.frame_shape:
-                    raise StoreError(
-                        f"clip {clip.clip_id}: frame undecodable or resized since probing"
-                    )
-                d["frame"][i] = rgb
-            if "audio" in d or "audio_flac" in d:
-                pcm, sr = sf.read(str(clip.audio), dtype="int16", always_2d=False)
-                if pcm.ndim != 1 or pcm.shape[0] != spec.audio_length or sr != spec.sample_rate:
-                    raise StoreError(
-                        f"clip {clip.clip_id}: audio changed since probing "
-                        f"({pcm.shape}, {sr} Hz; expected ({spec.audio_length},), "
-                        f"{spec.sample_rate} Hz)"
-                    )
-                if "audio" in d:
-                    d["audio"][i] = pcm
-                else:
-                    data = encode_flac(pcm, sr)
-                    d["audio_offset"][i] = audio_offset
-                    d["audio_flac"].resize((audio_offset + len(data),))
-                    d["audio_flac"][audio_offset : audio_offset + len(data)] = np.frombuffer(
-                        data, np.uint8
-                    )
-                    audio_offset += len(data)
-            for m in ("spectrogram", "flow"):
-                if m in d:
-                    d[m][i] = _load_f16(clip, m, d[m].shape[1:])
-        if "frame_offset" in d:
-            d["frame_offset"][n] = offset
-        if "audio_offset" in d:
-            d["audio_offset"][n] = audio_offset
+    def write(self, i: int, clip: Clip) -> None:
+        """Row ``i``: its meta and times, then frame, audio, spectrogram, flow."""
+        self.meta[i] = json.dumps(clip.meta, sort_keys=True, default=str)
+        for k in TIME_KEYS:
+            v = clip.meta.get(k)
+            if isinstance(v, (int, float)):
+                self.times[k][i] = float(v)
+        self._write_frame(i, clip)
+        if "audio" in self.d or "audio_flac" in self.d:
+            self._write_audio(i, clip)
+        for m in ("spectrogram", "flow"):
+            if m in self.d:
+                self.d[m][i] = _load_f16(clip, m, self.d[m].shape[1:])
+
+    def _write_frame(self, i: int, clip: Clip) -> None:
+        d = self.d
+        if "frame_jpeg" in d:
+            data = clip.frame.read_bytes()
+            if data[:2] != b"\xff\xd8":
+                raise StoreError(f"clip {clip.clip_id}: {clip.frame} is not a JPEG file")
+            d["frame_offset"][i] = self.frame_end
+            self.frame_end = _append_bytes(d["frame_jpeg"], self.frame_end, data)
+        elif "frame" in d:
+            rgb = _decode_rgb(clip.frame.read_bytes())
+            if rgb is None or rgb.shape != self.spec.frame_shape:
+                raise StoreError(f"clip {clip.clip_id}: frame undecodable or resized since probing")
+            d["frame"][i] = rgb
+
+    def _write_audio(self, i: int, clip: Clip) -> None:
+        spec, d = self.spec, self.d
+        pcm, sr = sf.read(str(clip.audio), dtype="int16", always_2d=False)
+        if pcm.ndim != 1 or pcm.shape[0] != spec.audio_length or sr != spec.sample_rate:
+            raise StoreError(
+                f"clip {clip.clip_id}: audio changed since probing "
+                f"({pcm.shape}, {sr} Hz; expected ({spec.audio_length},), "
+                f"{spec.sample_rate} Hz)"
+            )
+        if "audio" in d:
+            d["audio"][i] = pcm
+        else:
+            d["audio_offset"][i] = self.audio_end
+            self.audio_end = _append_bytes(d["audio_flac"], self.audio_end, encode_flac(pcm, sr))
+
+    def close(self) -> None:
+        """The offset tables' end entries (row n = the flat datasets' lengths)."""
+        if "frame_offset" in self.d:
+            self.d["frame_offset"][self.n] = self.frame_end
+        if "audio_offset" in self.d:
+            self.d["audio_offset"][self.n] = self.audio_end
+
+
+def _append_bytes(flat: h5py.Dataset, end: int, data: bytes) -> int:
+    """Grow the flat byte dataset ``flat`` (``end`` bytes long) by ``data``; its new length."""
+    flat.resize((end + len(data),))
+    flat[end : end + len(data)] = np.frombuffer(data, np.uint8)
+    return end + len(data)
 
 
 def estimate_shard_bytes(clips: Sequence[Clip], spec: NativeSpec) -> int:
@@ -369,7 +411,7 @@ def estimate_shard_bytes(clips: Sequence[Clip], spec: NativeSpec) -> int:
 
 
 def _load_f16(clip: Clip, modality: str, shape: tuple[int, ...]) -> np.ndarray:
-    arr = np.load(clip.path(modality), allow_pickle=False)
+    arr = np.load(clip.output(modality), allow_pickle=False)
     if arr.shape != tuple(shape):
         raise StoreError(f"clip {clip.clip_id}: {modality} shape {arr.shape} != {tuple(shape)}")
     out = arr.astype(np.float16)

@@ -3,7 +3,9 @@
 An extraction folder holds ``frames/<id>.jpg``, ``audio/<id>.wav``,
 ``spectrograms/<name>/<id>.npy``, ``flow/<id>.npy`` and ``manifest.jsonl``
 (header facts ``profile`` / ``profile_params``; one record per clip whose
-``outputs`` name those files relative to the folder). This module selects the
+``outputs`` name those files relative to the folder). Each selected clip is
+the project's one clip record (:class:`avprep.clip.Clip`) with its outputs'
+absolute paths and its record's meta. This module selects the
 clips to pack (every ok clip, sorted by id, or an explicit ``--ids`` list in
 its order), and probes each clip's files cheaply (headers only) so the row
 list is final before any shard is written: a clip whose files are missing,
@@ -25,30 +27,16 @@ import soundfile as sf
 from PIL import Image
 from tqdm.auto import tqdm
 
+from avprep.clip import OUTPUTS, Clip
 from avprep.errors import InputError
 from avprep.ids import check_id
 from avprep.manifest import MANIFEST_NAME, Manifest
 
 log = logging.getLogger(__name__)
 
-MODALITIES = ("frame", "audio", "spectrogram", "flow")
+MODALITIES = OUTPUTS  # what a store can hold: every output of extraction
 # Per-clip timestamps copied from the extraction record into float64 columns.
 TIME_KEYS = ("frame_time", "next_frame_time", "audio_start")
-
-
-@dataclasses.dataclass(frozen=True)
-class Clip:
-    """One extracted clip: absolute paths of its outputs and its record's meta."""
-
-    clip_id: str
-    frame: Path | None = None
-    audio: Path | None = None
-    spectrogram: Path | None = None
-    flow: Path | None = None
-    meta: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False, compare=False)
-
-    def path(self, modality: str) -> Path | None:
-        return getattr(self, modality)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +122,7 @@ def probe_clip(clip: Clip, modalities: Iterable[str]) -> Probe:
     """Read the headers of ``clip``'s files; raise InputError with a reason if unusable."""
     found: dict[str, Any] = {}
     for m in modalities:
-        path = clip.path(m)
+        path = clip.output(m)
         if path is None:
             raise InputError(f"no {m} output")
         if not path.is_file():
@@ -220,7 +208,7 @@ def select(
             skipped.append((cid, str(exc)))
 
     if modalities is None:
-        present = {m for c in clips for m in MODALITIES if c.path(m) is not None}
+        present = {m for c in clips for m in MODALITIES if c.output(m) is not None}
         modalities = tuple(m for m in MODALITIES if m in present)
     else:
         bad = [m for m in modalities if m not in MODALITIES]

@@ -1,0 +1,109 @@
+"""Pipeline steps of avmodels: ``avmodels train`` and ``avmodels eval`` as library calls.
+
+Registered in :data:`avprep.steps.STEPS` (imported only when a recipe names
+them); they take the commands' option values with the commands' defaults and
+return the text the commands print. See :mod:`avprep.steps`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from avprep.errors import ConfigError, InputError
+
+
+def model_file_of(run: str | Path | None, ckpt: str | Path | None) -> Path:
+    """The model a command reads: ``ckpt``, or the run's best.pt, else final.pt."""
+    if (run is None) == (ckpt is None):
+        raise ConfigError("give exactly one of --run RUN_DIR or --ckpt MODEL_FILE")
+    if ckpt is not None:
+        return Path(ckpt)
+    for name in ("best.pt", "final.pt"):
+        if (Path(run) / name).is_file():
+            return Path(run) / name
+    raise InputError(f"{run} has no best.pt or final.pt (has training finished?)")
+
+
+def train(
+    *,
+    method: str | None = None,
+    data: list[str] | None = None,
+    out: str | None = None,
+    val: list[str] | None = None,
+    val_fraction: float | None = None,
+    select_on_test: list[str] | None = None,
+    annotations: str | None = None,
+    benchmark: str | None = None,
+    config: str | None = None,
+    set: list[str] | None = None,  # noqa: A002 - the option's name
+    resume: str | None = None,
+    overwrite: bool = False,
+    device: str | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+) -> str:
+    """``avmodels train``: a new run into ``out``, or ``resume`` an unfinished one."""
+    from avmodels.engine.train import TrainRequest
+    from avmodels.engine.train import train as run_train
+
+    sets = list(set or [])
+    for key, value in (("train.device", device), ("train.seed", seed)):
+        if value is not None:
+            sets.append(f"{key}={value}")
+    if resume and out and out != resume:
+        raise ConfigError("--resume names the run directory; --out is not needed")
+    if not resume and not out:
+        raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
+    res = run_train(
+        TrainRequest(
+            method=method, data=list(data or []), out=resume or out, val=list(val or []) or None,
+            val_fraction=val_fraction, select_on_test=list(select_on_test or []) or None,
+            annotations=annotations, benchmark=benchmark, config_file=config, sets=sets,
+            resume=bool(resume), overwrite=overwrite, progress=progress,
+        )
+    )  # fmt: skip
+    best = ""
+    if res.select:
+        score = "n/a" if res.best_score is None else f"{res.best_score:.4f}"
+        best = f", best {res.select} {score} (epoch {res.best_epoch})"
+    return (
+        f"{res.method}: {res.run_dir}, {res.epochs_done} epochs ({res.steps} steps){best}; "
+        f"model {res.model_file}"
+    )
+
+
+def evaluate(
+    *,
+    data: list[str],
+    benchmark: str,
+    annotations: str,
+    run: str | None = None,
+    ckpt: str | None = None,
+    preset: str | None = None,
+    ids: str | None = None,
+    report: str | None = None,
+    device: str = "auto",
+    batch_size: int = 32,
+    workers: int = 2,
+    amp: str = "none",
+    allow_missing: bool = False,
+    progress: bool = True,
+) -> str:
+    """``avmodels eval`` (the standard protocol): score a trained model on test shards."""
+    from avmodels.engine.evaluate import evaluate_model
+
+    ids_list = None
+    if ids:
+        from avprep.annotations.idlist import read_ids
+
+        ids_list = read_ids(ids)
+    model = model_file_of(run, ckpt)
+    result, _ = evaluate_model(
+        model, list(data), benchmark, annotations, preset=preset, ids=ids_list,
+        report_dir=report, device=device, batch_size=batch_size, num_workers=workers, amp=amp,
+        allow_missing=allow_missing, ids_source=ids, progress=progress,
+    )  # fmt: skip
+    scores = "  ".join(
+        f"{k} {getattr(result, k):.4f}" for k in ("ciou", "auc", "mean_iou", "pointing")
+    )
+    return f"{model}: preset {result.preset}, {result.n} clips  {scores}"
