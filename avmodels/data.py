@@ -378,8 +378,9 @@ def feature_tables(
                 inputs = getattr(spec, "inputs", ())
                 if sources.paths[k] is not None and inputs:
                     from avprep.store import open_dataset
+                    from avprep.store.layouts import dataset_modalities
 
-                    stored = _stored_modalities(ds)
+                    stored = dataset_modalities(ds)
                     wanted = [m for m in inputs if stored is None or m in stored]
                     src = open_dataset(sources.paths[k], modalities=wanted)
                 ensure_feature_cache(
@@ -388,16 +389,6 @@ def feature_tables(
             files.append(path)
         tables.append(FeatureTable(spec.name, files, sources.starts))
     return tables
-
-
-def _stored_modalities(ds: Any) -> list[str] | None:
-    attrs = getattr(ds, "attrs", {}) or {}
-    mods = attrs.get("modalities")
-    if mods:
-        return list(mods)
-    if attrs.get("layout") == "sspl":
-        return ["frame", "audio", "spectrogram"]
-    return None
 
 
 # -- the method's view of the data ---------------------------------------------

@@ -2,7 +2,8 @@
 
 Shared by the methods (a method module never imports another method module):
 
-- :func:`merge_defaults` completes a partial config with a method's defaults;
+- :func:`resolved` completes a partial config (the engine's resolver, once);
+  :func:`merge_defaults` merges two config patches;
 - :data:`SMALL_STREAM` / :func:`stream_kwargs` / :func:`load_pretrained_vision`:
   the ``small`` backbone's size keys and ImageNet weights for a ResNet-18
   vision stream; :func:`small_smoke_model` the tiny one of a smoke test;
@@ -48,6 +49,13 @@ def merge_defaults(defaults: Mapping[str, Any], cfg: Mapping[str, Any] | None) -
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def resolved(cls: type, patch: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The config a method ``cls`` is built from: ``patch`` completed by the one resolver."""
+    from avmodels.engine.config import resolve_config
+
+    return resolve_config(cls, overrides_dict=patch)
 
 
 def small_smoke_model(**extra: Any) -> dict[str, Any]:
@@ -138,8 +146,11 @@ def official_model(
     over: Mapping[str, Any],
     what: str,
 ) -> Any:
-    """``cls`` built from ``cfg`` completed by ``over``, holding the converted weights ``mapped``."""
-    model = cls(merge_defaults(cfg or {}, over))
+    """``cls`` built from ``cfg`` completed by ``over``, holding the converted weights ``mapped``.
+
+    The config is resolved once (:func:`resolve_config`): ``cfg`` may be partial.
+    """
+    model = cls(resolved(cls, merge_defaults(cfg or {}, over)))
     load_mapped(model, mapped, what)
     return model
 

@@ -35,7 +35,6 @@ from avmodels.methods.construction import (
     SMALL_STREAM,
     avenet_state_from_official,
     avenet_streams,
-    merge_defaults,
     official_model,
     small_smoke_model,
 )
@@ -135,7 +134,7 @@ class SslTie(TrimapHead, Method):
     smoke_spectrogram = (-40, 10, (1, 257, 200))
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
-        super().__init__(merge_defaults(self.defaults, cfg))
+        super().__init__(cfg)
         m = self.cfg["model"]
         self.vision, self.audio = avenet_streams(m)  # re-initialised after building, as SSL-TIE
         self.loss_cfg = TrimapConfig.from_dict(self.cfg["loss"])

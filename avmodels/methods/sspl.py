@@ -184,7 +184,7 @@ class SSPL(Method):
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
-        m = {**self.defaults["model"], **self.cfg.get("model", {})}
+        m = dict(self.cfg["model"])
         self.model_cfg = m
         self.frame_net = vgg16.vgg16_features()
         self.vggish = vggish.VGGish()
