@@ -79,7 +79,7 @@ def deep_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, A
     """A copy of ``base`` with ``patch`` merged in recursively (no key checks)."""
     out = copy.deepcopy(dict(base))
     for key, value in patch.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -42,10 +42,10 @@ from torch import nn
 from torchvision import transforms
 
 from avmodels.backbones import vgg16, vggish
+from avmodels.engine.config import deep_merge
 from avmodels.layers.attention import attention_pool
 from avmodels.layers.heads import SimSiamHead
 from avmodels.methods.base import METHODS, Batch, CachedFeature, Method
-from avmodels.methods.construction import merge_defaults
 from avmodels.methods.pcm import PredictiveCoding
 from avprep.errors import ConfigError, InputError
 
@@ -342,7 +342,7 @@ class SSPLWithPCM(SSPL):
 
     name = "sspl-pcm"
     # SSPL's, but with PCM, its own learning rates and 20 epochs
-    defaults: dict[str, Any] = merge_defaults(
+    defaults: dict[str, Any] = deep_merge(
         SSPL.defaults,
         {
             "model": {"pcm": True},
