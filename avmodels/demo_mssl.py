@@ -108,29 +108,9 @@ def class_ground_truth(p: demo.DemoPaths, clip_ids: Sequence[str]):
     return InstrumentGT(frames, {i: name for name, i in index.items()})
 
 
-def model_class_maps(model_file: Path, store: Path, clip_ids: Sequence[str]) -> dict[str, Any]:
-    """The model's per-class maps (``class_maps``), keyed ``<clip>/0/<class>``."""
-    import torch
-
-    from avmodels.data import MethodDataset, make_loader, open_sources
-    from avmodels.engine.checkpoint import build_model
-    from avmodels.metrics.mssl import map_key
-
-    method, _ = build_model(model_file, "cpu")
-    sources = open_sources([store], method.required_inputs())
-    wanted = set(clip_ids)
-    rows = [i for i, cid in enumerate(sources.ids) if cid in wanted]
-    ds = MethodDataset(sources, method.sample_transform(train=False), rows)
-    maps: dict[str, Any] = {}
-    method.eval()
-    with torch.no_grad():
-        for batch in make_loader(ds, batch_size=64):
-            ids = list(batch["clip_id"])
-            out = method.class_maps(method.batch_to_device(batch, "cpu", False)).float().numpy()
-            for cid, per_class in zip(ids, out):
-                for k, m in enumerate(per_class):
-                    maps[map_key(cid, 0, k)] = m
-    return maps
+def key_frame(clip_id: str) -> tuple[str, int]:
+    """A demo clip's scored frame: its key frame, "second" 0."""
+    return clip_id, 0
 
 
 def reference_class_maps(gt, seed: int) -> dict[str, dict[str, np.ndarray]]:
@@ -164,13 +144,16 @@ def class_aware_scores(
     p: demo.DemoPaths, models: Mapping[str, Path], clip_ids: Sequence[str], seed: int
 ) -> dict[str, dict[str, Any]]:
     """The class-aware metric of each model and of the references."""
+    from avmodels.engine.class_maps import evaluate_model_on
     from avmodels.metrics.mssl import evaluate_instrument
 
     gt = class_ground_truth(p, clip_ids)
     results = {}
     for name, model_file in models.items():
-        maps = model_class_maps(model_file, p.store("test"), clip_ids)
-        results[name] = evaluate_instrument(maps, gt, "class").to_dict()
+        res = evaluate_model_on(
+            model_file, [p.store("test")], gt, frame_of=key_frame, device="cpu", batch_size=64
+        )
+        results[name] = res.to_dict()
     for name, maps in reference_class_maps(gt, seed).items():
         results[name] = evaluate_instrument(maps, gt, "class").to_dict()
     return results
