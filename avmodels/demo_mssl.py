@@ -10,7 +10,7 @@ with the ``mssl`` profile at the demo's small size. Then:
               pseudo-labels`` cannot be downloaded here and would not know
               SynthAV's classes), written in the format ``labels.file`` reads;
 2. train-1    stage 1 (pair correspondence + category classifiers);
-3. train-2    stage 2 from stage 1's final weights (class-wise alignment);
+3. train-2    stage 2 from stage 1's final weights (class-wise alignment; STAGE_SETS);
 4. eval       both stages, class-agnostic (``default`` preset, both sounding
               boxes as the ground truth), beside the centre prior, a random
               map, the sound-blind objects map and the ceiling;
