@@ -378,8 +378,9 @@ def feature_tables(
                 inputs = getattr(spec, "inputs", ())
                 if sources.paths[k] is not None and inputs:
                     from avprep.store import open_dataset
+                    from avprep.store.layouts import dataset_modalities
 
-                    stored = _stored_modalities(ds)
+                    stored = dataset_modalities(ds)
                     wanted = [m for m in inputs if stored is None or m in stored]
                     src = open_dataset(sources.paths[k], modalities=wanted)
                 ensure_feature_cache(
@@ -388,16 +389,6 @@ def feature_tables(
             files.append(path)
         tables.append(FeatureTable(spec.name, files, sources.starts))
     return tables
-
-
-def _stored_modalities(ds: Any) -> list[str] | None:
-    attrs = getattr(ds, "attrs", {}) or {}
-    mods = attrs.get("modalities")
-    if mods:
-        return list(mods)
-    if attrs.get("layout") == "sspl":
-        return ["frame", "audio", "spectrogram"]
-    return None
 
 
 # -- the method's view of the data ---------------------------------------------
@@ -489,7 +480,8 @@ class MethodDataset(Dataset):
 
     def read_batch(self, keys: Sequence[Any], out: Any = None) -> dict[str, Any]:
         """The collated batch of ``keys`` (what :class:`~avprep.store.RingLoader` calls;
-        ``out`` is left to it: the augmented tensors are new, not decoded rows)."""
+        the batched augmentation writes its image tensors straight into ``out``, the
+        ring's slot, where they fit; the loader copies in the rest)."""
         if self.batched is None or type(self).__getitem__ is not MethodDataset.__getitem__:
             return default_collate(self.__getitems__(keys))
         pairs = [self._key(k) for k in keys]
@@ -531,7 +523,7 @@ class MethodDataset(Dataset):
         if "flow" in raw:
             batch["flow"] = raw["flow"]
         if not self.defer_frames:
-            batch = self.batched.finish(batch, "cpu")
+            batch = self.batched.finish(batch, "cpu", out=out)
         return batch
 
     def finish(self, batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:

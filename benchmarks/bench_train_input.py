@@ -10,7 +10,8 @@ batch size and the same number of worker processes, this measures samples/s
   ``MethodDataset`` (the stores' batch reads, the frames decoded into one
   buffer, parameters drawn per sample, the batched augmentation) through
   ``avmodels.engine.loaders.make_loader`` with ``EpochSampler``, torch's
-  DataLoader or the RingLoader;
+  DataLoader or the RingLoader (the ring is what ``train.loader=auto``, the
+  default, picks here; the batch is finished straight into its slots);
 - ``ours-sample-torch``: the same with ``train.augment=sample`` (the per-sample
   PIL transforms: the engine's path before the batched augmentation);
 - ``ours-gpu-input-torch``: ``train.input=gpu`` with the device being the CPU:
@@ -22,9 +23,22 @@ batch size and the same number of worker processes, this measures samples/s
   SSPL's ``VideoDataset`` on the SSPL h5 layout (``--orig-sspl`` = its
   ``sspl_wo_pcm`` folder), Hear-The-Flow's ``VSSLFlowDataset`` on the folder
   layout (``--orig-htf`` = the repository root; flow written as its uint8 JPEGs),
-  SSL-TIE's ``GetAudioVideoDataset`` (``--orig-ssltie``; needs torchaudio). A
-  baseline whose path is absent or that cannot be imported is skipped with the
-  reason.
+  SSL-TIE's ``GetAudioVideoDataset`` (``--orig-ssltie`` = the repository root)
+  on its VGGSound training layout (``total_video_frames/<id>/125.jpg``,
+  ``total_video_3s_audio/<id>.wav``, built here as links to the extracted
+  files), ``moco_v2`` + ``SpecAug``. It needs torchaudio: no torchaudio matching
+  this torch is on the package index, so put a pure-Python-usable one on
+  ``PYTHONPATH`` (``pip install --no-deps --target DIR torchaudio==2.11.1``: its
+  ``MelSpectrogram``, masking and ``AmplitudeToDB`` run on this torch). Two
+  calls it makes no longer exist there and are shimmed, nothing else:
+  ``torchaudio.set_audio_backend`` (removed: a no-op here) and
+  ``torchaudio.load`` (moved to torchcodec, not installed: read here with
+  soundfile as float32 (channels, frames) scaled by 1/32768, what the sox_io
+  backend returned for 16-bit WAV). A baseline whose path is absent or that
+  cannot be imported is skipped with the reason;
+- ``ours-batch-ring-raw`` (HTF, SSL-TIE): ``ours-batch-ring`` on the same clips
+  packed with ``pack-h5 --compression none`` (float16 flow and spectrograms
+  stored without gzip: more bytes, no inflate on each read).
 
 Rounds are interleaved (every contender once per round, warm workers, files
 in the page cache); figures are medians over rounds, ratios medians of
@@ -32,8 +46,9 @@ per-round ratios. ``--tiny`` makes a few small clips and one short round (for
 the test that keeps the script working). Writes
 ``benchmarks/results/train_input.md``.
 
-    python benchmarks/bench_train_input.py --workdir /tmp/bti \\
-        --orig-sspl /tmp/orig21/SSPL/sspl_wo_pcm --orig-htf /tmp/orig21/heartheflow
+    PYTHONPATH=/tmp/orig21/ta python benchmarks/bench_train_input.py --workdir /tmp/bti \\
+        --orig-sspl /tmp/orig21/SSPL/sspl_wo_pcm --orig-htf /tmp/orig21/heartheflow \\
+        --orig-ssltie /tmp/orig21/SSL-TIE
 """
 
 from __future__ import annotations
@@ -62,6 +77,7 @@ from torch.utils.data import DataLoader, Subset  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results" / "train_input.md"
 AVPREP = [sys.executable, "-c", "from avprep.cli import main; main()"]
 PROFILES = {"sspl": "sspl", "ssl-tie": "ssltie", "htf": "htf"}
+RAW_TOO = ("ssl-tie", "htf")  # also packed with --compression none (float16 rows, no gzip)
 
 
 # -- content -------------------------------------------------------------------
@@ -88,6 +104,12 @@ def build_content(work: Path, n: int, methods: list[str]) -> dict[str, dict[str,
         if not (sh / "index.json").is_file():
             run("pack-h5", "--in", str(ex), "--out", str(sh), "--split", "train", "--shards", "2")
         out[m] = {"extracted": ex, "shards": sh}
+        if m in RAW_TOO:  # the same rows without gzip (ours-batch-ring-raw)
+            raw = work / f"sh_{prof}_none"
+            if not (raw / "index.json").is_file():
+                run("pack-h5", "--in", str(ex), "--out", str(raw), "--split", "train",
+                    "--shards", "2", "--compression", "none")  # fmt: skip
+            out[m]["raw_shards"] = raw
     if "sspl" in methods:
         lay = work / "sspl_root" / "SoundNet_Flickr" / "10k_unlabeled"
         if not (lay / "h5py_train_frames_10k.h5").is_file():
@@ -96,7 +118,51 @@ def build_content(work: Path, n: int, methods: list[str]) -> dict[str, dict[str,
         out["sspl"]["sspl_root"] = work / "sspl_root"
     if "htf" in methods:
         out["htf"]["folder"] = htf_folder(out["htf"]["extracted"], work / "htf_folder")
+    if "ssl-tie" in methods:
+        out["ssl-tie"]["folder"] = ssltie_folder(
+            out["ssl-tie"]["extracted"], work / "ssltie_vggsound"
+        )
     return out
+
+
+def ssltie_folder(ex: Path, dst: Path) -> Path:
+    """SSL-TIE's VGGSound training layout over the extracted files (links), and the list
+    file its dataset opens from ``metadata/`` relative to the working directory."""
+    frames, audio = dst / "total_video_frames", dst / "total_video_3s_audio"
+    if (dst / "done").is_file():
+        return dst
+    audio.mkdir(parents=True, exist_ok=True)
+    (dst / "metadata").mkdir(exist_ok=True)
+    ids = []
+    for f in sorted((ex / "frames").glob("*.jpg")):
+        cid = f.stem
+        (frames / cid).mkdir(parents=True, exist_ok=True)
+        for link, src in (
+            (frames / cid / "125.jpg", f),
+            (audio / f"{cid}.wav", ex / "audio" / f"{cid}.wav"),
+        ):
+            if not link.exists():
+                os.symlink(src.resolve(), link)
+        ids.append(cid)
+    (dst / "metadata" / "train_vggss_train_10k.txt").write_text("".join(f"{c}\n" for c in ids))
+    (dst / "done").write_text("ok")
+    return dst
+
+
+def _shim_torchaudio() -> None:
+    """The two torchaudio calls SSL-TIE's loader makes that this torchaudio lacks (see the
+    module docstring); everything else it uses is torchaudio's own."""
+    import soundfile
+    import torchaudio
+
+    if not hasattr(torchaudio, "set_audio_backend"):
+        torchaudio.set_audio_backend = lambda backend: None
+
+    def load(path: str) -> tuple[torch.Tensor, int]:
+        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
+
+    torchaudio.load = load
 
 
 def htf_folder(ex: Path, dst: Path) -> Path:
@@ -211,8 +277,20 @@ def original(method: str, content: dict[str, Path], orig: Path | None, n: int) -
             return mod.VSSLFlowDataset("train", frames, audio, str(folder / "frames") + "/",
                                        str(folder / "flow") + "/", str(folder / "audio") + "/",
                                        audio_transform=tf)  # fmt: skip
-        mod = _import_from(orig, "datasets.dataloader", ("datasets",))
-        return "SSL-TIE's loader imported, but its folder layout is not built by this script"
+        _shim_torchaudio()
+        folder = content["folder"]
+        here = os.getcwd()
+        os.chdir(folder)  # it opens metadata/train_vggss_train_10k.txt from the cwd
+        try:
+            mod = _import_from(orig, "datasets.dataloader", ("datasets",))
+            args = types.SimpleNamespace(
+                dataset_mode="VGGSound", trainset_path=str(folder), debug=False,
+                training_set_scale="subset_10k", image_size=224, img_aug="moco_v2",
+                aud_aug="SpecAug",
+            )  # fmt: skip
+            return mod.GetAudioVideoDataset(args, mode="train")
+        finally:
+            os.chdir(here)
     except Exception as exc:  # noqa: BLE001 - a baseline that cannot run is reported, not fatal
         return f"cannot import/build: {type(exc).__name__}: {exc}"
 
@@ -293,10 +371,15 @@ def main(argv: list[str] | None = None) -> None:
                 method, shards, a.batch, a.workers, "batch", "torch", gpu_input=True
             ),  # fmt: skip
         }
+        if "raw_shards" in content[method]:
+            contenders["ours-batch-ring-raw"] = ours(
+                method, content[method]["raw_shards"], a.batch, a.workers, "batch", "ring"
+            )
         base = original(method, content[method], origs[method], n)
         skipped = base if isinstance(base, str) else None
         if skipped is None:
             contenders["original"] = original_loader(base, a.batch, a.workers)
+        load0 = os.getloadavg()[0]
         rates: dict[str, list[float]] = {k: [] for k in contenders}
         cpus: dict[str, list[float]] = {k: [] for k in contenders}
         for loader in contenders.values():  # warm-up: workers started, files cached
@@ -314,7 +397,10 @@ def main(argv: list[str] | None = None) -> None:
         names = list(contenders)
         contenders.clear()  # torch's persistent workers stop with their loader
         gc.collect()
+        load1 = os.getloadavg()[0]
         lines += [f"## {method}", "",
+                  f"1-min load average {load0:.1f} before the warm-up, {load1:.1f} after the "
+                  f"last round (2 CPUs shared with other jobs).", "",
                   "| path | samples/s | each round | CPU ms/sample | x original (samples/s) "
                   "| x original (CPU/sample) |",
                   "|---|---|---|---|---|---|"]  # fmt: skip

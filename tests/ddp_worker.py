@@ -1,4 +1,4 @@
-"""A worker for tests/test_ddp.py: GlobalBatchNorm in a real 2-process gloo group."""
+"""A worker for tests/avmodels/engine/test_ddp.py: GlobalBatchNorm in a real 2-process gloo group."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Written from the description in shared/REFERENCE.md §4 (not from the papers'
 code, which the project never imports), one clip at a time with cv2/numpy/torch
-the way the originals use them. ``tests/test_metrics.py`` checks that the
+the way the originals use them. ``tests/avmodels/metrics/test_metrics.py`` checks that the
 vectorised presets in ``avmodels.metrics`` give exactly the same per-sample IoU
 and aggregates; ``benchmarks/bench_metrics.py`` times this loop as the baseline.
 """

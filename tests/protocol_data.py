@@ -27,10 +27,10 @@ def write_tiny_model(path: Path, seed: int = 0) -> Path:
     import torch
 
     from avmodels.engine.checkpoint import save_model
-    from avmodels.methods import METHODS
+    from avmodels.methods import build_method
 
     torch.manual_seed(seed)
-    m = METHODS.get("ssl-tie")(TINY_SSLTIE)
+    m = build_method("ssl-tie", TINY_SSLTIE)
     return save_model(path, m, m.cfg)
 
 

@@ -34,8 +34,12 @@ def test_bench_train_input_tiny(work, tmp_path):
     text = out.read_text()
     for method in ("## sspl", "## ssl-tie", "## htf"):
         assert method in text
-    for path in ("ours-batch-torch", "ours-batch-ring", "ours-sample-torch", "ours-gpu-input"):
-        assert text.count(f"| {path}") == 3, path
+    for path in ("ours-batch-torch", "ours-batch-ring", "ours-sample-torch",
+                 "ours-gpu-input-torch"):  # fmt: skip
+        assert text.count(f"| {path} |") == 3, path
+    # HTF and SSL-TIE also on shards packed without gzip
+    assert text.count("| ours-batch-ring-raw |") == 2
+    assert text.count("1-min load average") == 3
     assert f"skipped: {tmp_path / 'no-such-checkout'} is absent" in text
     assert "skipped: no checkout given" in text
     rows = [r for r in text.splitlines() if r.startswith("| ours-")]

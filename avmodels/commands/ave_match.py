@@ -39,8 +39,8 @@ def ave_match_model(
 
     from avmodels.data import MethodDataset, open_sources
     from avmodels.engine.checkpoint import build_model
+    from avmodels.engine.config import deep_merge
     from avmodels.engine.distributed import pick_device
-    from avmodels.methods.construction import merge_defaults
     from avmodels.methods.mssl import pair_logits
     from avmodels.methods.mssl_batching import original_negatives, validation_scenes
     from avmodels.metrics.ave_match import MatchMeter
@@ -57,7 +57,7 @@ def ave_match_model(
         from avmodels.methods.mssl_full_head import full_head_state
 
         full = full_head_state(load_state_file(original_ckpt), frames).to(dev)
-        cfg = merge_defaults(MultiSource.defaults, {"data": {"spectrogram": "audio"}})
+        cfg = deep_merge(MultiSource.defaults, {"data": {"spectrogram": "audio"}})
         transform, inputs, method = MsslSample(cfg, train=False), ["frame", "audio"], None
     else:
         method, info = build_model(model_file, dev)

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from avmodels.methods.mssl_labels import RULES
+from avmodels.methods.mssl_labels import RULES, SPECTROGRAM_SOURCES
 
 
 @click.command("pseudo-labels")
@@ -48,7 +48,7 @@ from avmodels.methods.mssl_labels import RULES
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
 @click.option(
     "--spectrogram",
-    type=click.Choice(["audio", "store"]),
+    type=click.Choice(SPECTROGRAM_SOURCES),
     default="audio",
     show_default=True,
     help="The tagger's log-mel: computed from the stored audio (the mssl front end) or "

@@ -37,8 +37,9 @@ ENGINE_DEFAULTS: dict[str, Any] = {
         "grad_clip": None,  # clip the gradient norm to this value
         "num_workers": 2,  # DataLoader worker processes per training process
         # torch: torch's DataLoader | ring: avprep's RingLoader (batches in reused shared
-        # memory: faster when loading is the bottleneck; every sample field fixed-shape)
-        "loader": "torch",
+        # memory: faster when loading is the bottleneck; every sample field fixed-shape) |
+        # auto: ring when the workers hand out finished batches (augment=batch, input=cpu)
+        "loader": "auto",
         # batch: frame augmentation applied to whole batches (the same random parameters
         # as the per-sample transform; resize kernels within 2 levels of PIL) | sample: PIL
         "augment": "batch",
@@ -78,7 +79,7 @@ def deep_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, A
     """A copy of ``base`` with ``patch`` merged in recursively (no key checks)."""
     out = copy.deepcopy(dict(base))
     for key, value in patch.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -4,6 +4,11 @@
   avprep's :class:`~avprep.store.RingLoader` (``ring``) over a dataset; both
   read a batch with one call (``MethodDataset.__getitems__`` /
   ``read_batch``: the stores' batch reads) and give the same batches.
+  ``auto`` (the default, :func:`loader_kind`): ``ring`` for a dataset whose
+  workers hand out finished, fixed-shape batches (the batched augmentation
+  with ``train.input=cpu``), ``torch`` otherwise. Measured on 2 cores
+  (BENCHMARKS.md): the ring moves SSPL's two float32 views 2.2x faster than
+  torch's fresh shared memory per batch, HTF's 1.6x, SSL-TIE's 1.2x.
 - :func:`input_mode` — ``train.input``: ``cpu`` (workers decode and augment;
   the model gets finished tensors) or ``gpu`` (workers hand over JPEG bytes,
   spectrograms and the drawn augmentation parameters; decoding and the batched
@@ -21,7 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import Dataset, Sampler, default_collate
 
 from avprep.errors import ConfigError
 
@@ -43,6 +48,16 @@ def collate_batch(items: Any) -> dict[str, Any]:
     return default_collate(items)
 
 
+def loader_kind(requested: str | None, dataset: Dataset) -> str:
+    """``torch`` or ``ring`` for ``train.loader`` (``auto``: see the module docstring)."""
+    requested = requested or "auto"
+    LOADERS.get(requested)  # an unknown name: ConfigError listing the registered ones
+    if requested != "auto":
+        return requested
+    finished = getattr(dataset, "batched", None) is not None
+    return "ring" if finished and not getattr(dataset, "defer_frames", False) else "torch"
+
+
 def make_loader(
     dataset: Dataset,
     *,
@@ -51,46 +66,14 @@ def make_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
     drop_last: bool = False,
-    kind: str = "torch",
+    kind: str = "auto",
 ) -> Any:
-    """Batches of ``dataset`` in ``sampler``'s order.
-
-    ``kind="ring"`` gives avprep's :class:`~avprep.store.RingLoader`: the same
-    batches, written by the workers into reused shared memory and handed out
-    as views valid until the next batch (the training loop is done with a
-    batch when it asks for the next).
-    """
-    LOADERS.get(kind)  # an unknown name: ConfigError listing the registered ones
-    if kind == "ring":
-        from torch.utils.data import BatchSampler, SequentialSampler
-
-        from avprep.store import RingLoader
-
-        base = sampler if sampler is not None else SequentialSampler(dataset)
-        return RingLoader(
-            dataset,
-            batch_size,
-            batch_sampler=BatchSampler(base, batch_size, drop_last),
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            copy=False,
-            probe_key=next(iter(base), 0),
-            generator=torch.Generator().manual_seed(0),  # as below: not the global RNG
-        )
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        drop_last=drop_last,
-        collate_fn=collate_batch,
-        persistent_workers=num_workers > 0,
-        # its own generator: creating an iterator must not consume the global RNG,
-        # or a resumed run's model randomness would drift from an uninterrupted one
-        generator=torch.Generator().manual_seed(0),
-    )
+    """Batches of ``dataset`` in ``sampler``'s order, from the loader ``kind``
+    names in :data:`~avmodels.engine.loader_kinds.LOADERS` (``auto`` resolved by
+    :func:`loader_kind`)."""
+    build = LOADERS.get(loader_kind(kind, dataset)).build
+    return build(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                 pin_memory=pin_memory, drop_last=drop_last)  # fmt: skip
 
 
 def input_mode(requested: str | None, device: torch.device, augment: str, batched: bool,

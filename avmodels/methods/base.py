@@ -68,7 +68,9 @@ class Method(nn.Module, abc.ABC):
     """A sound source localisation model trained by the shared engine.
 
     Subclasses set ``defaults`` (the paper's configuration, a nested dict;
-    the engine merges YAML and ``--set key=value`` overrides on top) and
+    the engine merges YAML and ``--set key=value`` overrides on top, once: the
+    constructor takes that resolved config as it is, and
+    :func:`avmodels.methods.build_method` resolves a partial one) and
     ``inputs`` (which modalities the store must provide: ``frame``,
     ``audio``, ``spectrogram``, ``flow``) and ``profile`` (the avprep
     extraction profile its paper uses; ``avmodels localize`` falls back to it
@@ -216,11 +218,11 @@ class Method(nn.Module, abc.ABC):
         default), ``cosine`` (over ``train.epochs``) or ``step``
         (``optim.step_epochs``, ``optim.gamma``).
         """
-        from avmodels.engine.config_sections import OptimConfig
+        from avmodels.engine.config_sections import OptimConfig, TrainConfig
         from avmodels.engine.optimizers import SCHEDULERS
 
         opt = OptimConfig.from_config(self.cfg)
-        epochs = int(self.cfg.get("train", {}).get("epochs", 1))
+        epochs = TrainConfig.from_config(self.cfg).epochs
         return SCHEDULERS.get(opt.scheduler)(optimizer, opt, steps_per_epoch, epochs)
 
     def on_epoch_start(self, epoch: int) -> None:

@@ -2,7 +2,8 @@
 
 Shared by the methods (a method module never imports another method module):
 
-- :func:`merge_defaults` completes a partial config with a method's defaults;
+- :func:`resolved` completes a partial config (the engine's resolver, once);
+  :func:`~avmodels.engine.config.deep_merge` (the one recursive merge) merges two config patches;
 - :data:`SMALL_STREAM` / :func:`stream_kwargs` / :func:`load_pretrained_vision`:
   the ``small`` backbone's size keys and ImageNet weights for a ResNet-18
   vision stream; :func:`small_smoke_model` the tiny one of a smoke test;
@@ -19,7 +20,6 @@ Shared by the methods (a method module never imports another method module):
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from avmodels.backbones.resnet import build_stream, load_imagenet, lvs_init
+from avmodels.engine.config import deep_merge
 from avprep.errors import ConfigError, InputError
 
 # the ``small`` backbone's sizes (CPU runs at 64-128 px; the small audio stream has a
@@ -39,15 +40,11 @@ SMALL_STREAM: dict[str, int] = {
 }
 
 
-def merge_defaults(defaults: Mapping[str, Any], cfg: Mapping[str, Any] | None) -> dict:
-    """``defaults`` updated recursively by ``cfg`` (a partial config is completed)."""
-    out = copy.deepcopy(dict(defaults))
-    for key, value in (cfg or {}).items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge_defaults(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+def resolved(cls: type, patch: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The config a method ``cls`` is built from: ``patch`` completed by the one resolver."""
+    from avmodels.engine.config import resolve_config
+
+    return resolve_config(cls, overrides_dict=patch)
 
 
 def small_smoke_model(**extra: Any) -> dict[str, Any]:
@@ -138,8 +135,11 @@ def official_model(
     over: Mapping[str, Any],
     what: str,
 ) -> Any:
-    """``cls`` built from ``cfg`` completed by ``over``, holding the converted weights ``mapped``."""
-    model = cls(merge_defaults(cfg or {}, over))
+    """``cls`` built from ``cfg`` completed by ``over``, holding the converted weights ``mapped``.
+
+    The config is resolved once (:func:`resolve_config`): ``cfg`` may be partial.
+    """
+    model = cls(resolved(cls, deep_merge(cfg or {}, over)))
     load_mapped(model, mapped, what)
     return model
 

@@ -42,7 +42,7 @@ from avmodels.layers.gather import gather_batch
 from avmodels.layers.normalise import minmax
 from avmodels.layers.similarity import pair_maps
 from avmodels.methods.base import METHODS, Batch, Method
-from avmodels.methods.construction import merge_defaults, positive_tau
+from avmodels.methods.construction import positive_tau
 from avmodels.methods.mil import (
     MIL_SMOKE_SPECTROGRAM,
     MilSample,
@@ -137,7 +137,7 @@ class Fnac(Method):
     smoke_spectrogram = MIL_SMOKE_SPECTROGRAM
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
-        super().__init__(merge_defaults(self.defaults, cfg))
+        super().__init__(cfg)
         m = self.cfg["model"]
         self.vision, self.audio = mil_streams(m)
         self.img_proj, self.aud_proj = projections(self.vision.out_channels, int(m["dim"]))

@@ -40,7 +40,6 @@ from avmodels.methods.base import METHODS, Batch, Method
 from avmodels.methods.construction import (
     SMALL_STREAM,
     load_pretrained_vision,
-    merge_defaults,
     official_model,
     small_smoke_model,
     stream_kwargs,
@@ -99,6 +98,15 @@ class HtfSample:
             "spectrogram": self.spec(sample),
         }
 
+    def audio(self, sample: dict[str, Any]) -> dict[str, Any]:
+        return {"spectrogram": self.spec(sample)}
+
+    def batch_augment(self) -> Any:
+        """The batched form of the paired crop (avmodels.methods.batch_augment reads it)."""
+        from avmodels.methods.batch_augment import FrameFlowCropBatch
+
+        return FrameFlowCropBatch.of(self.pair, self.audio)
+
 
 @METHODS.register("htf")
 class HearTheFlow(TrimapHead, Method):
@@ -138,7 +146,7 @@ class HearTheFlow(TrimapHead, Method):
     smoke_spectrogram = (-8, 2, (257, 276))
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
-        super().__init__(merge_defaults(self.defaults, cfg))
+        super().__init__(cfg)
         m = self.cfg["model"]
         if m["flowtype"] not in FLOWTYPES:
             raise ConfigError(f"model.flowtype {m['flowtype']!r}; valid: {', '.join(FLOWTYPES)}")

@@ -45,7 +45,6 @@ from avmodels.methods.construction import (
     SMALL_STREAM,
     avenet_state_from_official,
     avenet_streams,
-    merge_defaults,
     official_model,
     small_smoke_model,
 )
@@ -104,7 +103,7 @@ class Lvs(TrimapHead, Method):
     smoke_spectrogram = (-0.8, 0.2, (257, 200))
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
-        super().__init__(merge_defaults(self.defaults, cfg))
+        super().__init__(cfg)
         m = self.cfg["model"]
         self.vision, self.audio = avenet_streams(m)
         self.loss_cfg = TrimapConfig.from_dict(self.cfg["loss"])

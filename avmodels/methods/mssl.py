@@ -42,13 +42,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from avmodels.backbones.resnet import build_stream
+from avmodels.engine.config import deep_merge
 from avmodels.layers.heads import pointwise_mlp
 from avmodels.methods.audio_input import SpectrogramInput
 from avmodels.methods.augment import ResizeSquash
 from avmodels.methods.base import METHODS, Batch, Method
 from avmodels.methods.construction import (
     load_pretrained_vision,
-    merge_defaults,
+    resolved,
     small_smoke_model,
     stream_kwargs,
 )
@@ -299,7 +300,7 @@ class MultiSource(Method):
     smoke_spectrogram = (-6, 3, (251, 64))
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
-        super().__init__(merge_defaults(self.defaults, cfg))
+        super().__init__(cfg)
         m, lab, ms = self.cfg["model"], self.cfg["labels"], self.cfg["mssl"]
         self.stage = int(self.cfg["train"]["stage"])
         if self.stage not in STAGE_LR:
@@ -400,7 +401,7 @@ class MultiSource(Method):
     ) -> MultiSource:
         """A stage-2 model holding a ``new/main.py`` (``Align``/``Location``) state dict."""
         over = {"model": {"backbone": "resnet18", "pretrained": False}, "train": {"stage": 2}}
-        model = cls(merge_defaults(cfg or {}, over))
+        model = cls(resolved(cls, deep_merge(cfg or {}, over)))
         mapped = mssl_state_from_original(state)
         own = model.state_dict()
         mapped.update({k: v for k, v in own.items() if k.startswith("kmeans.")})

@@ -41,11 +41,14 @@ import torch
 from torch import nn
 
 from avmodels.backbones.mobile_crnn import MobileCRNN, mobilecrnn_v2
+from avmodels.methods.audio_input import SOURCES
 from avprep.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
 RULES = ("new", "full")
+# where the tagger's log-mel comes from (audio_input.SOURCES), the default first
+SPECTROGRAM_SOURCES = ("audio", *(s for s in SOURCES if s != "audio"))
 NUM_CATEGORIES = 7
 AUDIOSET_CLASSES = 527
 IMAGENET_CLASSES = 1000

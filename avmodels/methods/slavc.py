@@ -51,7 +51,7 @@ from avmodels.layers.gather import gather_batch
 from avmodels.layers.normalise import minmax_guarded
 from avmodels.layers.similarity import cross_maps, pair_maps
 from avmodels.methods.base import METHODS, Batch, Method
-from avmodels.methods.construction import merge_defaults, positive_tau
+from avmodels.methods.construction import positive_tau
 from avmodels.methods.mil import (
     MIL_SMOKE_SPECTROGRAM,
     MilSample,
@@ -170,7 +170,7 @@ class Slavc(Method):
     smoke_spectrogram = MIL_SMOKE_SPECTROGRAM
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
-        super().__init__(merge_defaults(self.defaults, cfg))
+        super().__init__(cfg)
         m = self.cfg["model"]
         for key in ("momentum_img", "momentum_aud"):
             if not 0.0 <= float(m[key]) <= 1.0:

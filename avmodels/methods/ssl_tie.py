@@ -35,7 +35,6 @@ from avmodels.methods.construction import (
     SMALL_STREAM,
     avenet_state_from_official,
     avenet_streams,
-    merge_defaults,
     official_model,
     small_smoke_model,
 )
@@ -70,6 +69,16 @@ class SslTieSample(FrameSpectrogramSample):
             else None
         )
         super().__init__(data, frame, spec_aug)
+
+    def audio(self, sample: dict[str, Any]) -> dict[str, Any]:
+        spec = self.spec(sample)
+        return {"spectrogram": spec if self.spec_aug is None else self.spec_aug(spec)}
+
+    def batch_augment(self) -> Any:
+        """The batched form of moco_v2 (avmodels.methods.batch_augment reads it)."""
+        from avmodels.methods.batch_augment import MocoV2Batch
+
+        return MocoV2Batch.of(self.frame, self.audio)
 
 
 @METHODS.register("ssl-tie")
@@ -125,7 +134,7 @@ class SslTie(TrimapHead, Method):
     smoke_spectrogram = (-40, 10, (1, 257, 200))
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
-        super().__init__(merge_defaults(self.defaults, cfg))
+        super().__init__(cfg)
         m = self.cfg["model"]
         self.vision, self.audio = avenet_streams(m)  # re-initialised after building, as SSL-TIE
         self.loss_cfg = TrimapConfig.from_dict(self.cfg["loss"])

@@ -42,10 +42,10 @@ from torch import nn
 from torchvision import transforms
 
 from avmodels.backbones import vgg16, vggish
+from avmodels.engine.config import deep_merge
 from avmodels.layers.attention import attention_pool
 from avmodels.layers.heads import SimSiamHead
 from avmodels.methods.base import METHODS, Batch, CachedFeature, Method
-from avmodels.methods.construction import merge_defaults
 from avmodels.methods.pcm import PredictiveCoding
 from avprep.errors import ConfigError, InputError
 
@@ -120,11 +120,19 @@ class SsplTransform:
         out: dict[str, Any] = {"clip_id": str(sample["clip_id"]), "view1": self.image(img)}
         if self.train:
             out["view2"] = self.image(img)
+        return {**out, **self.audio(sample)}
+
+    def audio(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """The audio input: the cached VGGish embedding, or the log-mel spectrogram."""
         if EMBEDDING_KEY in sample:
-            out[EMBEDDING_KEY] = torch.as_tensor(np.asarray(sample[EMBEDDING_KEY], np.float32))
-        else:
-            out["spectrogram"] = torch.from_numpy(_spectrogram_of(sample))
-        return out
+            return {EMBEDDING_KEY: torch.as_tensor(np.asarray(sample[EMBEDDING_KEY], np.float32))}
+        return {"spectrogram": torch.from_numpy(_spectrogram_of(sample))}
+
+    def batch_augment(self) -> Any:
+        """The batched form of the train views (avmodels.methods.batch_augment reads it)."""
+        from avmodels.methods.batch_augment import CropFlipViews
+
+        return CropFlipViews.of(self.image, ("view1", "view2"), self.audio) if self.train else None
 
 
 def _state_hash(module: nn.Module) -> str:
@@ -176,7 +184,7 @@ class SSPL(Method):
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
-        m = {**self.defaults["model"], **self.cfg.get("model", {})}
+        m = dict(self.cfg["model"])
         self.model_cfg = m
         self.frame_net = vgg16.vgg16_features()
         self.vggish = vggish.VGGish()
@@ -334,7 +342,7 @@ class SSPLWithPCM(SSPL):
 
     name = "sspl-pcm"
     # SSPL's, but with PCM, its own learning rates and 20 epochs
-    defaults: dict[str, Any] = merge_defaults(
+    defaults: dict[str, Any] = deep_merge(
         SSPL.defaults,
         {
             "model": {"pcm": True},

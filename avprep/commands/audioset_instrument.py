@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from avprep.profiles import SPLITS
+
 
 @click.group("audioset-instrument")
 def audioset_instrument() -> None:
@@ -36,7 +38,7 @@ def audioset_instrument() -> None:
 )
 @click.option(
     "--split",
-    type=click.Choice(["train", "test"]),
+    type=click.Choice(SPLITS),
     default="test",
     show_default=True,
     help="The split written in the table.",

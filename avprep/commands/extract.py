@@ -20,6 +20,11 @@ from avprep.profiles import (
 from avprep.spectrogram import SPECTROGRAMS
 
 
+def _or_none(names) -> list[str]:
+    """A registry's names plus ``none`` (the profile stores no such modality)."""
+    return [*names, "none"]
+
+
 def _sample_rate(value: str | None) -> int | str | None:
     if value is None or value == "native":
         return value
@@ -99,13 +104,13 @@ def _sample_rate(value: str | None) -> int | str | None:
 @click.option(
     "--spectrogram",
     default=None,
-    type=click.Choice([*SPECTROGRAMS.names(), "none"]),
+    type=click.Choice(_or_none(SPECTROGRAMS.names())),
     help="Spectrogram to store (docs/extraction.md), or none.",
 )
 @click.option(
     "--flow",
     default=None,
-    type=click.Choice([*FLOWS, "none"]),
+    type=click.Choice(_or_none(FLOWS)),
     help="Optical flow to the next frame, or none.",
 )
 @click.option(

@@ -200,6 +200,23 @@ def _format_choices() -> list[str]:
     return ["auto", *FORMATS.names()]
 
 
+def _id_list_datasets(aliases: tuple[str, ...] = ()) -> list[str]:
+    """The corpora an id list can belong to, each followed by its ``aliases`` named here.
+
+    They are the datasets the generic clip table (format ``clip-table-csv``) holds:
+    corpora of downloadable clips (is3, avsbench and vpo are annotation sets).
+    """
+    from avprep.recipes import FORMATS
+    from avprep.recipes.formats import DATASET_ALIASES, DATASETS
+
+    held = FORMATS.get("clip-table-csv").datasets
+    out = []
+    for name in DATASETS:
+        if name in held:
+            out += [name, *(a for a in aliases if DATASET_ALIASES.get(a) == name)]
+    return out
+
+
 @metadata.command()
 @click.argument("source", metavar="FILE")
 @click.option(
@@ -212,7 +229,7 @@ def _format_choices() -> list[str]:
 )
 @click.option(
     "--dataset",
-    type=click.Choice(["flickr", "vggsound", "url", "urls", "chaotic"]),
+    type=click.Choice(_id_list_datasets(aliases=("urls",))),
     help="Corpus the ids belong to (restricts detection, checks ids).",
 )
 @click.option("--split", help="Keep rows of this split (train, test); label rows without one.")
@@ -272,7 +289,7 @@ def parse(
 @click.option(
     "--dataset",
     default=None,
-    type=click.Choice(["flickr", "vggsound", "url", "chaotic"]),
+    type=click.Choice(_id_list_datasets()),
     help="Read both lists as this corpus (chaotic: <VID>_<fid> ids, videos compared too).",
 )
 @click.option("--show", default=20, show_default=True, help="How many overlapping ids to print.")

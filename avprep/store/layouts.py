@@ -13,11 +13,9 @@ it asks the layout and never branches on its name.
   (:mod:`avprep.store.sspl`).
 
 The layout also says how its stores are read back (the read side, class
-methods): which dataset opens them (:func:`avprep.store.open_dataset`), how
-``avprep verify`` checks a shard and where it finds the clip ids, what
-extraction a store records and how an extracted clip's files become the
-sample its reader gives (``avmodels localize``). No reader, checker or
-localizer branches on a layout's name.
+methods inherited from :mod:`avprep.store.layout_reading`): which dataset
+opens them, which modalities they hold, how ``avprep verify`` checks a shard,
+what extraction a store records and how an extracted clip becomes a sample.
 
 ``LAYOUTS`` is the registry (``--layout`` offers its names). A layout object
 is built for one pack from its :class:`PackOptions`, prepared on the split's
@@ -44,6 +42,12 @@ from avprep.store.index import (
     ShardEntry,
     StoreIndex,
 )
+from avprep.store.layout_reading import (
+    AsExtracted,
+    LayoutReading,
+    NativeReading,
+    SsplReading,
+)
 from avprep.store.shard_plan import shard_bounds, sspl_num_train_note, sspl_sharded
 from avprep.store.source import Clip, Selection, most_common
 
@@ -68,50 +72,16 @@ class PackOptions:
     ids_file: str | None = None  # the --ids list's file name, when it was a file
 
 
-class Layout(Protocol):
-    """One packed split's files: the contract between the driver and a writer."""
+class Layout(LayoutReading, Protocol):
+    """One packed split's files: the contract between the driver and a writer.
 
-    name: ClassVar[str]  # the --layout name (the key in LAYOUTS and index.json's "layout")
-    format: ClassVar[str]  # index.json's "format"
+    The read side (``name``, ``format``, how a store is read back) is
+    :class:`avprep.store.layout_reading.LayoutReading`.
+    """
+
     format_version: ClassVar[int]
     plan_key: ClassVar[str]  # the shard attribute holding the plan hash (a rerun's "done" test)
-    content_checks: ClassVar[tuple[str, ...]]  # what verify's content check covers (its report)
-    ids_in_id_list: ClassVar[bool]  # the clip ids live in the id list beside the shards
     opts: PackOptions
-
-    # -- the read side ---------------------------------------------------------------
-    @classmethod
-    def open_dataset(cls, path: Path, index: StoreIndex, **kw: Any) -> Any:
-        """The dataset that reads the store at ``path`` (``index``: its index.json)."""
-
-    @classmethod
-    def stored_modalities(cls, index: StoreIndex) -> tuple[str, ...]:
-        """The modalities a store holds, from its index alone (no shard opened)."""
-
-    @classmethod
-    def verify_variant(cls, index: StoreIndex) -> str:
-        """The variant (``train``/``test``) whose datasets verify's shard check reads."""
-
-    @classmethod
-    def check_shard(cls, folder: Path, entry: ShardEntry, variant: str, content: bool,
-                    problems: list[str]) -> list[str]:  # fmt: skip
-        """verify's check of one shard's files (problems appended); the clip ids it read."""
-
-    @classmethod
-    def recorded_extraction(cls, ds: Any) -> dict[str, Any]:
-        """``{"layout", "profile", "params"}`` an opened dataset records (params None: unknown)."""
-
-    @classmethod
-    def extracted_frame(cls, path: Path) -> Any:
-        """An extracted frame file as this layout's reader gives the frame (RGB uint8)."""
-
-    @classmethod
-    def stored_audio(cls, audio: Any) -> Any:
-        """Extracted float32 audio as this layout stores it."""
-
-    @classmethod
-    def stored_array(cls, arr: Any) -> Any:
-        """An extracted spectrogram/flow array as this layout stores it (before float32)."""
 
     @classmethod
     def resolve_compression(cls, compression: str | None) -> str:
@@ -177,58 +147,16 @@ def _profile_attrs(sel: Selection) -> tuple[str, str]:
 
 
 @dataclasses.dataclass
-class NativeLayout:
+class NativeLayout(NativeReading):
     """avprep's native shards: ``<split>-KKKKK-of-NNNNN.h5``, optionally ``<split>.vds.h5``."""
 
     name: ClassVar[str] = "native"
     format: ClassVar[str] = NATIVE_FORMAT
     format_version: ClassVar[int] = native.NATIVE_FORMAT_VERSION
     plan_key: ClassVar[str] = "plan_sha256"
-    content_checks: ClassVar[tuple[str, ...]] = ("frames decodable", "audio decodable")
-    ids_in_id_list: ClassVar[bool] = False
 
     opts: PackOptions
     spec: native.NativeSpec | None = None  # set by prepare()
-
-    @classmethod
-    def open_dataset(cls, path: Path, index: StoreIndex, **kw: Any) -> Any:
-        from avprep.store.reader import ShardDataset
-
-        return ShardDataset(path, **kw)
-
-    @classmethod
-    def stored_modalities(cls, index: StoreIndex) -> tuple[str, ...]:
-        mods = index.attrs.get("modalities") or ()
-        return tuple(json.loads(mods) if isinstance(mods, str) else mods)
-
-    @classmethod
-    def verify_variant(cls, index: StoreIndex) -> str:
-        return "train"
-
-    @classmethod
-    def check_shard(cls, folder: Path, entry: ShardEntry, variant: str, content: bool,
-                    problems: list[str]) -> list[str]:  # fmt: skip
-        from avprep.store.verify import check_native_shard
-
-        return check_native_shard(folder, entry, content, problems)
-
-    @classmethod
-    def recorded_extraction(cls, ds: Any) -> dict[str, Any]:
-        return _shard_extraction(cls.name, getattr(ds, "attrs", None) or {})
-
-    @classmethod
-    def extracted_frame(cls, path: Path) -> Any:
-        return native.decode_jpeg(path.read_bytes())
-
-    @classmethod
-    def stored_audio(cls, audio: Any) -> Any:
-        return audio
-
-    @classmethod
-    def stored_array(cls, arr: Any) -> Any:
-        import numpy as np
-
-        return arr.astype(np.float16)  # what a native shard stores
 
     @classmethod
     def resolve_compression(cls, compression: str | None) -> str:
@@ -358,72 +286,16 @@ def _native_spec(
 
 
 @dataclasses.dataclass
-class SsplLayout:
+class SsplLayout(SsplReading):
     """SSPL's files: ``h5py_{train,test}_{frames,audios,spects}[_<split>][_<k>].h5`` + id csv."""
 
     name: ClassVar[str] = "sspl"
     format: ClassVar[str] = SSPL_FORMAT
     format_version: ClassVar[int] = FORMAT_VERSION
     plan_key: ClassVar[str] = "avprep_plan_sha256"
-    content_checks: ClassVar[tuple[str, ...]] = ("frames 0-255",)
-    ids_in_id_list: ClassVar[bool] = True
 
     opts: PackOptions
     variant: str = ""  # "train" or "test" (set from the options)
-
-    @classmethod
-    def open_dataset(cls, path: Path, index: StoreIndex, **kw: Any) -> Any:
-        from avprep.store.reader import SSPLDataset
-
-        kw.setdefault("split", index.split)
-        return SSPLDataset(path, **kw)
-
-    @classmethod
-    def stored_modalities(cls, index: StoreIndex) -> tuple[str, ...]:
-        return ("frame", "audio", "spectrogram")  # SSPL's three files
-
-    @classmethod
-    def verify_variant(cls, index: StoreIndex) -> str:
-        first = index.shards[0].file if index.shards else ""
-        return "test" if first.startswith("h5py_test") else "train"
-
-    @classmethod
-    def check_shard(cls, folder: Path, entry: ShardEntry, variant: str, content: bool,
-                    problems: list[str]) -> list[str]:  # fmt: skip
-        from avprep.store.verify import check_sspl_shard
-
-        check_sspl_shard(folder, entry, variant, content, problems)
-        return []  # the ids are in the id list (ids_in_id_list)
-
-    @classmethod
-    def recorded_extraction(cls, ds: Any) -> dict[str, Any]:
-        """The profile recorded in index.json's attributes (SSPL's files hold none)."""
-        from avprep.store.index import INDEX_NAME, read_index
-
-        name, params = "", None
-        root = getattr(ds, "root", None)
-        if root is not None and (Path(root) / INDEX_NAME).is_file():
-            try:
-                index_attrs = read_index(root).attrs or {}
-            except StoreError:
-                index_attrs = {}
-            name = str(index_attrs.get("avprep_profile") or "")
-            params = _json_value(index_attrs.get("avprep_profile_params"))
-        return {"layout": cls.name, "profile": name, "params": params or None}
-
-    @classmethod
-    def extracted_frame(cls, path: Path) -> Any:
-        import numpy as np
-
-        return sspl.sspl_frame(path).astype(np.uint8)
-
-    @classmethod
-    def stored_audio(cls, audio: Any) -> Any:
-        return sspl.normalize_audio(audio)  # SSPL's layout stores it normalised
-
-    @classmethod
-    def stored_array(cls, arr: Any) -> Any:
-        return arr
 
     def __post_init__(self) -> None:
         self.variant = sspl.variant_of(self.opts.split, self.opts.test)
@@ -540,49 +412,6 @@ class SsplLayout:
 LAYOUTS: dict[str, type[Layout]] = {cls.name: cls for cls in (NativeLayout, SsplLayout)}
 
 
-class AsExtracted:
-    """No known layout: an extracted clip's files read as they are (``avmodels localize``)."""
-
-    name: ClassVar[str] = ""
-
-    @classmethod
-    def recorded_extraction(cls, ds: Any) -> dict[str, Any]:
-        return _shard_extraction(cls.name, getattr(ds, "attrs", None) or {})
-
-    @classmethod
-    def extracted_frame(cls, path: Path) -> Any:
-        import cv2
-
-        return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-    @classmethod
-    def stored_audio(cls, audio: Any) -> Any:
-        return audio
-
-    @classmethod
-    def stored_array(cls, arr: Any) -> Any:
-        return arr
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return None
-    return value
-
-
-def _shard_extraction(layout: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    """The profile a shard's attributes record (native shards carry it in every file)."""
-    params = _json_value(attrs.get("profile_params"))
-    return {
-        "layout": layout,
-        "profile": str(attrs.get("profile") or ""),
-        "params": dict(params) if isinstance(params, dict) and params else None,
-    }
-
-
 def layout_of_index(index: StoreIndex) -> type[Layout] | None:
     """The layout an index.json names (its ``layout``, else its ``format``), or None."""
     if index.layout in LAYOUTS:
@@ -596,6 +425,15 @@ def layout_of_dataset(attrs: dict[str, Any]) -> type[Layout] | type[AsExtracted]
         if attrs.get("layout") == cls.name or attrs.get("format") == cls.format:
             return cls
     return AsExtracted
+
+
+def dataset_modalities(ds: Any) -> tuple[str, ...] | None:
+    """The modalities an opened dataset holds, by its layout (None: unknown or unrecorded)."""
+    attrs = getattr(ds, "attrs", None) or {}
+    layout = layout_of_dataset(attrs)
+    if layout is AsExtracted:
+        return None
+    return layout.modalities_in(attrs) or None
 
 
 def sample_layout(name: str) -> type[Layout] | type[AsExtracted]:

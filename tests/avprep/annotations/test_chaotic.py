@@ -25,7 +25,7 @@ from avprep.cli import cli
 from avprep.errors import AnnotationError, HostileIdError
 from tests.chaotic_fixture import write_ssl_format
 
-PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+PIPELINES = Path(__file__).resolve().parents[3] / "pipelines"
 
 
 # -- bbox cells -------------------------------------------------------------------

@@ -15,7 +15,7 @@ def test_registry_has_the_profiles():
     names = PROFILES.names()
     assert names[:5] == ["sspl", "ssltie", "lvs", "htf", "mssl"]
     assert "chaotic" in names
-    # the originals' per-split variants (tests/test_fidelity_split_audio.py)
+    # the originals' per-split variants (tests/avprep/stages/test_fidelity_split_audio.py)
     assert {"ssltie-vggss-test", "ssltie-flickr", "ssltie-flickr-test", "htf-test"} <= set(names)
     assert names[-2:] == ["ezvsl", "lvs-10s"]  # the baselines' (issue 19), added last
     with pytest.raises(UnknownNameError, match="valid: sspl, ssltie, lvs, htf, mssl"):

@@ -23,8 +23,8 @@ from avmodels import report
 from avmodels.cli import cli
 from avprep.annotations import load_annotations
 from avprep.annotations.model import Annotation, Box
+from tests.avmodels.test_report_browser import chromium, run_chromium  # noqa: F401 - fixture
 from tests.engine_data import write_tiny_store
-from tests.test_report_browser import chromium, run_chromium  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from avmodels.cli import cli
 from avmodels.data import MethodDataset, Sources, make_loader
-from avmodels.methods.base import METHODS
+from avmodels.methods import build_method
 from avmodels.methods.mssl import balanced_pair_loss
 from avmodels.methods.mssl_batching import SceneSampler, original_negatives, validation_scenes
 from avprep.errors import ConfigError
@@ -129,7 +129,7 @@ def test_bad_choices_and_too_few_clips_are_config_errors():
     with pytest.raises(ConfigError, match="twice"):
         SceneSampler([*ids, ids[0]], scenes=1, mix=2, frames=2, rule="ave")
     with pytest.raises(ConfigError, match="data.batching"):
-        METHODS.get("mssl")({"data": {"batching": "clips"}, "model": {"pretrained": False}})
+        build_method("mssl", {"data": {"batching": "clips"}, "model": {"pretrained": False}})
 
 
 def test_original_negatives():
@@ -181,7 +181,7 @@ def test_the_method_loader_yields_scene_batches(pair_stores):
     cfg = {"data": {"batching": "scenes", "mix": 2, "frames_per_clip": 2,
                     "window_rule": "audioset", "spectrogram": "audio", "image_size": 32},
            "model": {"backbone": "small", "pretrained": False}}  # fmt: skip
-    method = METHODS.get("mssl")(cfg)
+    method = build_method("mssl", cfg)
     src = Sources([open_dataset(p) for p in pair_stores])
     ds = MethodDataset(src, method.sample_transform(True), seed=0, augment="sample")
     sampler = method.train_sampler(ds.ids, batch_size=1, rank=0, world_size=1, seed=0)

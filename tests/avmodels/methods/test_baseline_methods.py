@@ -592,8 +592,8 @@ def test_two_ranks_with_shared_negatives_equal_one_process(tmp_path, name):
 
     from avmodels.engine.checkpoint import load_model_file
     from avmodels.engine.train import TrainRequest, train
+    from tests.avmodels.engine.test_ddp import _free_port, _losses
     from tests.engine_data import write_tiny_store
-    from tests.test_ddp import _free_port, _losses
 
     data, _ = write_tiny_store(tmp_path / "data", 8, size=40)
     sets = [

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import default_collate
 
 from avmodels.data import MethodDataset, Sources
-from avmodels.engine.loaders import DeviceInput, input_mode, make_loader
+from avmodels.engine.loaders import DeviceInput, input_mode, loader_kind, make_loader
 from avmodels.engine.train import TrainRequest, train
 from avmodels.methods.sspl import SsplTransform
 from avprep.errors import ConfigError
@@ -99,6 +99,29 @@ def test_input_mode_resolution():
         input_mode("gpu", cuda, "batch", True, False)
     with pytest.raises(ConfigError, match="train.input"):
         input_mode("fast", cpu, "batch", True, True)
+
+
+def test_loader_auto_is_the_ring_for_finished_batches(stores):
+    from avprep.store import RingLoader
+
+    src = _sources(stores[0])
+    batched = MethodDataset(src, SsplTransform(32, 1.1, True), augment="batch")
+    deferred = MethodDataset(src, SsplTransform(32, 1.1, True), augment="batch",
+                             defer_frames=True)  # fmt: skip
+    per_sample = MethodDataset(src, SsplTransform(32, 1.1, True), augment="sample")
+    assert loader_kind("auto", batched) == "ring"
+    assert loader_kind(None, batched) == "ring"
+    assert loader_kind("auto", deferred) == "torch"  # JPEG bytes: lists of any length
+    assert loader_kind("auto", per_sample) == "torch"
+    assert loader_kind("torch", batched) == "torch" and loader_kind("ring", per_sample) == "ring"
+    with pytest.raises(ConfigError, match="train.loader"):
+        loader_kind("fast", batched)
+    from avmodels.engine.config import resolve_config
+
+    assert resolve_config("sspl")["train"]["loader"] == "auto"
+    loader = make_loader(batched, batch_size=2, drop_last=True)  # the default kind: auto
+    assert isinstance(loader, RingLoader)
+    loader.close()
 
 
 def _losses(run):

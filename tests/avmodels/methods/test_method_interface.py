@@ -99,3 +99,23 @@ def test_no_method_module_imports_another():
             elif isinstance(node, ast.Import):
                 imported.update(a.name for a in node.names)
         assert not (imported & (names - {module.__name__})), module.__name__
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_a_method_reads_the_config_resolved_once(name):
+    from avmodels.methods import build_method
+    from avprep.errors import ConfigError
+
+    cls = METHODS.get(name)
+    cfg = resolve_config(name, overrides_dict=cls.smoke_overrides)
+    # the constructor keeps the resolved config's sections as they are: no second
+    # merge of the defaults (which would put the method's sections before the engine's)
+    built = cls(cfg).cfg
+    assert list(built) == list(cfg)
+    assert {k: v for k, v in built.items() if k != "optim"} == {
+        k: v for k, v in cfg.items() if k != "optim"
+    }  # (mssl derives its optim.lr from the stage)
+    # a partial config goes through the same resolver, strict keys included
+    assert build_method(name, cls.smoke_overrides).cfg == built
+    with pytest.raises(ConfigError, match="did you mean 'model.pretrained'"):
+        build_method(name, {"model": {"pretraind": False}})

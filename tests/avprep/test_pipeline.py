@@ -13,7 +13,7 @@ from avprep.errors import AvprepError, ConfigError
 from avprep.pipeline import load_pipeline, plan, run_pipeline
 from avprep.steps import STEPS, StepSpec, register_step
 
-PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -104,7 +104,7 @@ def _write_marker(*, out: str, text: str = "x", fail: bool = False) -> str:
 
 @pytest.fixture
 def marker_step():
-    spec = StepSpec("write-marker", "tests.test_pipeline:_write_marker")
+    spec = StepSpec("write-marker", "tests.avprep.test_pipeline:_write_marker")
     register_step(spec)
     yield spec
     STEPS.pop(spec.command, None)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from avmodels import weights
 from avmodels.backbones.mobile_crnn import linear_softmax_pool, mobilecrnn_v2
 from avmodels.cli import cli
-from avmodels.methods.mssl import MultiSource
+from avmodels.methods import build_method
 from avmodels.methods.mssl_labels import (
     PseudoLabeler,
     audio_labels,
@@ -299,9 +299,9 @@ SMALL = {
 
 
 def test_kmeans_fallback_is_announced_in_the_run_record(label_files, tmp_path):
-    model = MultiSource(merged(SMALL))
+    model = build_method("mssl", merged(SMALL))
     assert any("NOT the paper's labels" in n for n in model.run_notes)
-    given = MultiSource(merged(SMALL, labels={"file": "labels.h5", "require": True}))
+    given = build_method("mssl", merged(SMALL, labels={"file": "labels.h5", "require": True}))
     assert given.run_notes == []
     _, store = label_files
     run = tmp_path / "run"

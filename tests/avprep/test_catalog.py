@@ -24,8 +24,8 @@ from avprep.errors import (
     UnknownNameError,
 )
 from avprep.recipes import DATASETS, FORMATS, load_clips
+from tests.avprep.recipes.test_recipes import readme_rows
 from tests.httpserver import MediaServer
-from tests.test_recipes import readme_rows
 
 VENV_BIN = Path(sys.executable).parent
 RAW = re.compile(r"^https://raw\.githubusercontent\.com/([^/]+/[^/]+)/([^/]+)/(.+)$")

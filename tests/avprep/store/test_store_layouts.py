@@ -65,6 +65,25 @@ def test_the_layout_of_an_index_and_of_an_opened_dataset():
     assert layout_of_dataset({"format": "somebody-else"}) is AsExtracted
 
 
+def test_the_modalities_of_an_opened_dataset_come_from_its_layout(tmp_path):
+    from types import SimpleNamespace
+
+    from avprep.store import open_dataset
+    from avprep.store.layouts import dataset_modalities
+    from tests.engine_data import write_tiny_store
+
+    path, _ = write_tiny_store(tmp_path, 2, size=16, seconds=1)
+    assert dataset_modalities(open_dataset(path)) == ("frame", "audio", "spectrogram")
+    # JSON-encoded attributes (as an index keeps them) read the same
+    native = SimpleNamespace(attrs={"format": NATIVE_FORMAT, "modalities": '["frame"]'})
+    assert dataset_modalities(native) == ("frame",)
+    assert dataset_modalities(SimpleNamespace(attrs={"format": NATIVE_FORMAT})) is None
+    sspl = SimpleNamespace(attrs={"layout": "sspl", "split": "10k"})
+    assert dataset_modalities(sspl) == ("frame", "audio", "spectrogram")  # SSPL's three files
+    assert dataset_modalities(SimpleNamespace(attrs={"format": "other"})) is None
+    assert dataset_modalities(object()) is None
+
+
 def test_sample_layouts_store_extracted_values_as_their_readers_give_them(tmp_path):
     import numpy as np
 

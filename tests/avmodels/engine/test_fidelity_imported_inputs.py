@@ -20,7 +20,7 @@ from avmodels.engine.localize import training_input
 from avmodels.importers import IMPORTERS, import_checkpoint, input_record
 from avprep.errors import ConfigError
 from avprep.profiles import get_profile
-from tests.test_htf import _OfficialHTF, _randomise
+from tests.avmodels.methods.test_htf import _OfficialHTF, _randomise
 
 
 @pytest.fixture(scope="module")
