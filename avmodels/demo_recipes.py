@@ -159,8 +159,7 @@ RECIPES["mssl"] = Recipe(
         "model.proj_hidden": 256,
         "labels.require": True,
         "labels.fallback": "none",
-        # stage 2's 1e-4 is for 20 epochs on Flickr; minutes on CPU need stage 1's rate
-        "optim.lr": 1e-3,
+        # the learning rates and stage 2's start are per stage: demo_mssl.STAGE_SETS
         # keep the epoch with the lowest validation loss (the method's own objective)
         # rather than the best class-agnostic cIoU, which is not what stage 2 learns
         "eval.select": "loss",
