@@ -55,6 +55,25 @@ class _Guarded:
         return ClipRecord(clip_id=self.key(item), status=FAILED, error=error)
 
 
+class _InCallersFolder:
+    """Runs ``fn`` in the caller's working directory.
+
+    loky reuses its worker processes across runs, and a worker keeps the
+    directory it was started in: without this, a relative ``--out`` given after
+    the caller changed directory would resolve against the old one (seen when
+    two runs in one process use different working directories).
+    """
+
+    def __init__(self, fn: Callable[[Any], ClipRecord]) -> None:
+        self.fn = fn
+        self.cwd = os.getcwd()
+
+    def __call__(self, item: Any) -> ClipRecord:
+        if os.getcwd() != self.cwd:
+            os.chdir(self.cwd)
+        return self.fn(item)
+
+
 def retryable_record(clip_id: str, where: str) -> ClipRecord:
     """The record of a clip stopped by a full disk: failed now, redone by the next run."""
     return ClipRecord(
@@ -158,7 +177,8 @@ def _dispatch(
         par = Parallel(
             n_jobs=jobs, backend="loky", return_as="generator_unordered", temp_folder=temp_folder
         )
-        yield from par(delayed(fn)(item) for item in items)
+        in_folder = _InCallersFolder(fn)
+        yield from par(delayed(in_folder)(item) for item in items)
         return
     yield from _dispatch_dask(fn, items, jobs=jobs, scheduler=scheduler)
 

@@ -83,5 +83,5 @@ def test_wheel_ships_registry_and_recipes(tmp_path):
     assert "vggss/test-5158" in listed.stdout
     plan = _run([str(avprep), "run", "synthav", "--dry-run"], cwd=empty, env=env)
     assert plan.returncode == 0, plan.stderr[-2000:]
-    assert "pipeline synthav" in plan.stdout and "avprep synth" in plan.stdout
+    assert "pipeline synthav" in plan.stdout and " synth out=" in plan.stdout  # the first stage
     assert not any(empty.iterdir())  # a dry run writes nothing

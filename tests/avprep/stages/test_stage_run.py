@@ -116,6 +116,21 @@ def test_a_parallel_run_writes_what_a_serial_one_does(tmp_path):
         assert (loky / f"{c}.txt").read_bytes() == (serial / f"{c}.txt").read_bytes()
 
 
+@pytest.mark.slow
+def test_relative_paths_mean_the_callers_folder_in_reused_workers(tmp_path, monkeypatch):
+    # loky keeps its workers between runs; each run's relative paths must still
+    # resolve where the caller is now (a second command in one process)
+    first, second = tmp_path / "a", tmp_path / "b"
+    for d in (first, second):
+        (d / "out").mkdir(parents=True)
+    monkeypatch.chdir(first)
+    assert run_stage(toy(Path("out"), params={}), list("ab"), jobs=2, progress=False).ok == 2
+    monkeypatch.chdir(second)
+    assert run_stage(toy(Path("out"), params={}), list("cd"), jobs=2, progress=False).ok == 2
+    assert sorted(p.name for p in (second / "out").glob("*.txt")) == ["c.txt", "d.txt"]
+    assert sorted(p.name for p in (first / "out").glob("*.txt")) == ["a.txt", "b.txt"]
+
+
 def write_group(group: tuple[str, ...], cfg: dict) -> list[ClipRecord]:
     """A unit of several clips (as extract --times' video): one record per clip."""
     return [write_step(item, cfg) for item in group]
