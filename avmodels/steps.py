@@ -43,23 +43,15 @@ def train(
     progress: bool = True,
 ) -> str:
     """``avmodels train``: a new run into ``out``, or ``resume`` an unfinished one."""
-    from avmodels.engine.train import TrainRequest
     from avmodels.engine.train import train as run_train
+    from avmodels.engine.train_session import option_sets, train_request
 
-    sets = list(set or [])
-    for key, value in (("train.device", device), ("train.seed", seed)):
-        if value is not None:
-            sets.append(f"{key}={value}")
-    if resume and out and out != resume:
-        raise ConfigError("--resume names the run directory; --out is not needed")
-    if not resume and not out:
-        raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
     res = run_train(
-        TrainRequest(
-            method=method, data=list(data or []), out=resume or out, val=list(val or []) or None,
-            val_fraction=val_fraction, select_on_test=list(select_on_test or []) or None,
-            annotations=annotations, benchmark=benchmark, config_file=config, sets=sets,
-            resume=bool(resume), overwrite=overwrite, progress=progress,
+        train_request(
+            method=method, data=data, out=out, resume=resume, val=val, val_fraction=val_fraction,
+            select_on_test=select_on_test, annotations=annotations, benchmark=benchmark,
+            config_file=config, sets=option_sets(set or [], device=device, seed=seed),
+            overwrite=overwrite, progress=progress,
         )
     )  # fmt: skip
     best = ""

@@ -107,7 +107,7 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, ids_from, rep
         raise ConfigError("--set applies to the standard evaluation only, not with "
                           "--benchmark audioset-instrument or --audio-probe")  # fmt: skip
     if benchmark == INSTRUMENT_BENCHMARK:  # Multi-Source's class-aware metric
-        from avmodels.commands.instrument_eval import evaluate_instrument_model
+        from avmodels.engine.class_maps import evaluate_instrument_model
 
         res = evaluate_instrument_model(
             str(model_file_of(run, ckpt)), list(data), annotations, video_ids, mode=mode,

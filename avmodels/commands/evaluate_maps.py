@@ -126,10 +126,12 @@ def evaluate_maps(
 
     t0 = time.perf_counter()
     if benchmark == INSTRUMENT_BENCHMARK:
-        from avmodels.commands.instrument_eval import score_instrument_maps
+        from avmodels.commands.instrument_eval import echo_instrument_result
+        from avmodels.engine.class_maps import score_instrument_maps
 
-        score_instrument_maps(load_maps(maps_path), ann_path, video_ids, mode, allow_missing,
-                              as_json, per_sample)  # fmt: skip
+        result = score_instrument_maps(load_maps(maps_path), ann_path, video_ids, mode,
+                                       allow_missing=allow_missing, per_sample=per_sample)  # fmt: skip
+        echo_instrument_result(result, mode, as_json)
         return
     anns = load_annotations(ann_path, benchmark, bad_boxes=bad_boxes)
     if ids_spec:

@@ -1,6 +1,7 @@
 """``avmodels train``: train a registered method on avprep shards (thin CLI layer).
 
-The loop is :func:`avmodels.engine.train.train`; see docs/training.md.
+The run and its summary are :mod:`avmodels.engine.train_session`; the loop is
+:func:`avmodels.engine.train.train`; see docs/training.md.
 """
 
 from __future__ import annotations
@@ -97,73 +98,15 @@ def train(
       torchrun --nproc_per_node 2 -m avmodels train sspl-pcm --data shards/vggsound144k \\
           --val shards/vggss-val --annotations vggss.json --benchmark vggss --out runs/pcm
     """
-    from avmodels.engine.train import TrainRequest
-    from avmodels.engine.train import train as run_train
-    from avprep.errors import ConfigError
+    from avmodels.engine.train_session import option_sets, train_and_summarise, train_request
 
-    sets = list(sets)
-    for key, value in (("train.device", device), ("train.amp", amp), ("train.seed", seed)):
-        if value is not None:
-            sets.append(f"{key}={value}")
-    if compile_:
-        sets.append("train.compile=true")
-    if pretrained is not None:
-        sets.append(f"model.pretrained={'true' if pretrained else 'false'}")
-    if resume_dir and out and out != resume_dir:
-        raise ConfigError("--resume names the run directory; --out is not needed")
-    if not resume_dir and not out:
-        raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
-    req = TrainRequest(
-        method=method,
-        data=list(data),
-        out=resume_dir or out,
-        val=list(val) or None,
-        val_fraction=val_fraction,
-        select_on_test=list(select_on_test) or None,
-        annotations=annotations,
-        benchmark=benchmark,
-        config_file=config_file,
-        sets=sets,
-        resume=bool(resume_dir),
-        overwrite=overwrite,
-        progress=show_progress(no_progress),
+    sets = option_sets(
+        sets, device=device, amp=amp, seed=seed, compile_=compile_, pretrained=pretrained
     )
-    import os
-    import time
-
-    from avmodels.engine.runlog import run_progress
-
-    before = run_progress(req.out) if req.resume else None
-    t0 = time.perf_counter()
-    try:
-        res = run_train(req)
-    except KeyboardInterrupt:
-        if int(os.environ.get("RANK", "0")) == 0:
-            click.echo(
-                f"\ninterrupted: the last finished step is saved; continue with\n"
-                f"  avmodels train --resume {req.out}",
-                err=True,
-            )
-        raise SystemExit(130) from None
-    wall = time.perf_counter() - t0
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
-    if before is not None and before.get("step") == res.steps:
-        click.echo(
-            f"nothing left to do: {res.run_dir} finished at epoch {res.epochs_done} "
-            f"({res.steps} steps); raise the budget to train on, e.g. "
-            f"avmodels train --resume {res.run_dir} --set train.epochs={res.epochs_done + 5}"
-        )
-    click.echo(f"method      {res.method}")
-    click.echo(f"run         {res.run_dir}")
-    click.echo(f"epochs      {res.epochs_done} ({res.steps} steps)")
-    if res.select:
-        best = "n/a" if res.best_score is None else f"{res.best_score:.4f}"
-        click.echo(f"best {res.select:<6} {best} (epoch {res.best_epoch})")
-    if res.stopped_early:
-        click.echo("stopped early (eval.patience)")
-    click.echo(f"model       {res.model_file}")
-    loss = run_progress(res.run_dir, summary=True).get("train_loss")
-    if loss is not None:
-        click.echo(f"train loss  {loss:.4f} (mean over the last epoch)")
-    click.echo(f"wall time   {wall:.1f} s")
+    req = train_request(
+        method=method, data=data, out=out, resume=resume_dir, val=val, val_fraction=val_fraction,
+        select_on_test=select_on_test, annotations=annotations, benchmark=benchmark,
+        config_file=config_file, sets=sets, overwrite=overwrite,
+        progress=show_progress(no_progress),
+    )  # fmt: skip
+    train_and_summarise(req, click.echo)

@@ -350,7 +350,14 @@ class MultiSource(Method):
         m = self.cfg["model"]
         if not m["pretrained"]:
             if m["init_from"]:
+                # model files are rebuilt this way (their weights follow); a training run
+                # that meant to start from stage 1 would not: say so in its record
                 log.info("model.pretrained is false: model.init_from is not loaded")
+                self.run_notes.append(
+                    f"model.init_from ({m['init_from']}) NOT LOADED because "
+                    "model.pretrained=false: this run starts from random weights; set "
+                    "model.pretrained=true to start from it"
+                )
             return
         if self.stage == 1 or not m["init_from"]:
             if self.stage == 2:

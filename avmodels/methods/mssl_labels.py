@@ -35,6 +35,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -261,6 +262,73 @@ def _collate(items: list) -> list:
     return items
 
 
+def _label_ids(sources: Any, spectrogram: str) -> list[str]:
+    """The stores' clip ids (each once: labels are keyed by clip id); warns about audio
+    at another rate than the tagger's."""
+    ids = list(sources.ids)
+    if len(set(ids)) != len(ids):
+        raise InputError("the stores hold a clip id twice: labels are keyed by clip id")
+    if spectrogram == "audio":
+        rates = {int(getattr(ds, "sample_rate", 0) or 0) for ds in sources.datasets}
+        if rates - {22050, 0}:
+            log.warning(
+                "audio at %s Hz: the tagger was trained on 22,050 Hz log-mels (extract with "
+                "--profile mssl)",
+                ", ".join(map(str, sorted(rates))),
+            )
+    return ids
+
+
+def _open_partial(
+    partial: Path, out: Path, ids: list[str], rule: str, spectrogram: str
+) -> tuple[Any, int]:
+    """``(h5 file, rows already done)``: an interrupted run's file continued (same clips,
+    same rule), or a new one."""
+    import h5py
+
+    from avmodels.methods.pseudo_labels import H5_FORMAT
+
+    if partial.is_file():
+        fh = h5py.File(partial, "r+")
+        stored = [c.decode("utf-8") for c in fh["clip_id"][:]]
+        if stored != ids or fh.attrs.get("rule") != rule:
+            fh.close()
+            raise InputError(
+                f"{partial} is an interrupted run on other clips or with another rule; "
+                "delete it to start again"
+            )
+        return fh, int(fh["done"][:].sum())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fh = h5py.File(partial, "w")
+    fh.attrs["format"] = H5_FORMAT
+    fh.attrs["rule"] = rule
+    fh.attrs["categories"] = NUM_CATEGORIES
+    fh.attrs["spectrogram"] = spectrogram
+    fh.create_dataset("clip_id", data=np.array([c.encode("utf-8") for c in ids], dtype="S"))
+    for name in ("audio", "visual"):
+        fh.create_dataset(name, shape=(len(ids), NUM_CATEGORIES), dtype="f4", fillvalue=0)
+    fh.create_dataset("done", shape=(len(ids),), dtype=bool, fillvalue=False)
+    return fh, 0
+
+
+def _label_batch(fh: Any, labeler: PseudoLabeler, items: list, device: str) -> None:
+    """Label one loader batch into ``fh`` (clips of different lengths in separate groups)."""
+    by_len: dict[tuple[int, ...], list] = {}
+    for item in items:
+        by_len.setdefault(tuple(item[1].shape), []).append(item)
+    for group in by_len.values():
+        rows = [g[0] for g in group]
+        spec = torch.stack([g[1] for g in group]).to(device)
+        frame = torch.stack([g[2] for g in group]).to(device)
+        a, v = labeler(spec, frame)
+        order = np.argsort(rows)
+        idx = np.asarray(rows)[order]
+        fh["audio"][idx] = a[order]
+        fh["visual"][idx] = v[order]
+        fh["done"][idx] = True
+    fh.flush()
+
+
 def write_label_file(
     data: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -278,51 +346,17 @@ def write_label_file(
     continues where an interrupted one stopped (same clips, same rule), and the
     finished file replaces ``out`` in one rename. Returns counts.
     """
-    import h5py
     from tqdm import tqdm
 
     from avmodels.data import open_sources
-    from avmodels.methods.pseudo_labels import H5_FORMAT
 
     out = Path(out)
     if out.suffix not in (".h5", ".hdf5"):
         raise ConfigError(f"--out must end in .h5, got {out.name}")
     sources = open_sources(list(data), None)
-    ids = list(sources.ids)
-    if len(set(ids)) != len(ids):
-        raise InputError("the stores hold a clip id twice: labels are keyed by clip id")
-    if spectrogram == "audio":
-        rates = {int(getattr(ds, "sample_rate", 0) or 0) for ds in sources.datasets}
-        if rates - {22050, 0}:
-            log.warning(
-                "audio at %s Hz: the tagger was trained on 22,050 Hz log-mels (extract with "
-                "--profile mssl)",
-                ", ".join(map(str, sorted(rates))),
-            )
+    ids = _label_ids(sources, spectrogram)
     partial = out.with_name(out.name + ".partial")
-    resumed = 0
-    fh = None
-    if partial.is_file():
-        fh = h5py.File(partial, "r+")
-        stored = [c.decode("utf-8") for c in fh["clip_id"][:]]
-        if stored != ids or fh.attrs.get("rule") != labeler.rule:
-            fh.close()
-            raise InputError(
-                f"{partial} is an interrupted run on other clips or with another rule; "
-                "delete it to start again"
-            )
-        resumed = int(fh["done"][:].sum())
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fh = h5py.File(partial, "w")
-        fh.attrs["format"] = H5_FORMAT
-        fh.attrs["rule"] = labeler.rule
-        fh.attrs["categories"] = NUM_CATEGORIES
-        fh.attrs["spectrogram"] = spectrogram
-        fh.create_dataset("clip_id", data=np.array([c.encode("utf-8") for c in ids], dtype="S"))
-        for name in ("audio", "visual"):
-            fh.create_dataset(name, shape=(len(ids), NUM_CATEGORIES), dtype="f4", fillvalue=0)
-        fh.create_dataset("done", shape=(len(ids),), dtype=bool, fillvalue=False)
+    fh, resumed = _open_partial(partial, out, ids, labeler.rule, spectrogram)
     try:
         todo = np.flatnonzero(~fh["done"][:]).tolist()
         labeler = labeler.to(device)
@@ -334,20 +368,7 @@ def write_label_file(
         )
         bar = tqdm(total=len(ids), initial=resumed, unit="clip", disable=not progress)
         for items in loader:
-            by_len: dict[tuple[int, ...], list] = {}
-            for item in items:  # clips of different lengths run in separate groups
-                by_len.setdefault(tuple(item[1].shape), []).append(item)
-            for group in by_len.values():
-                rows = [g[0] for g in group]
-                spec = torch.stack([g[1] for g in group]).to(device)
-                frame = torch.stack([g[2] for g in group]).to(device)
-                a, v = labeler(spec, frame)
-                order = np.argsort(rows)
-                idx = np.asarray(rows)[order]
-                fh["audio"][idx] = a[order]
-                fh["visual"][idx] = v[order]
-                fh["done"][idx] = True
-            fh.flush()
+            _label_batch(fh, labeler, items, device)
             bar.update(len(items))
         bar.close()
     finally:

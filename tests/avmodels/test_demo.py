@@ -350,6 +350,21 @@ def test_mssl_demo_trains_both_stages_and_scores_class_aware(tmp_path):
     assert cfg2["model"]["num_classes"] == 5 and cfg2["labels"]["require"] is True
     for run in (s1, res.run_dir):
         assert (run / "final.pt").is_file()
+    assert cfg1["optim"]["lr"] == 10 * cfg2["optim"]["lr"]  # the paper's ratio of rates
+    # stage 2 really starts from stage 1: its model, built from its config as training
+    # builds it, holds stage 1's final weights (all but the stage-2 projections)
+    import torch
+
+    from avmodels.engine.checkpoint import load_model_file
+    from avmodels.methods import build_method
+
+    start = build_method("mssl", cfg2).state_dict()
+    final1 = load_model_file(s1 / "final.pt")["state_dict"]
+    shared = [k for k in start if not k.startswith(("project_", "kmeans."))]
+    assert any(k.startswith("vision.") for k in shared)
+    for k in shared:
+        torch.testing.assert_close(start[k], final1[k], msg=k)
+    assert "notes" not in json.loads((res.run_dir / "run.json").read_text())
 
     # class-aware ground truth: each sounding box under its own class (vggss.json has the
     # same boxes without classes)
@@ -375,3 +390,23 @@ def test_mssl_demo_trains_both_stages_and_scores_class_aware(tmp_path):
     page = Page()
     page.feed((Path(s.out) / "report" / "index.html").read_text())
     assert page.rows[:2] == ["mssl stage 2", "mssl stage 1"]
+
+
+def test_mssl_stage_two_says_when_init_from_is_not_loaded():
+    """model.init_from is read only with model.pretrained=true; a run that names it but
+    turns pretrained off (the demo's first recipe) starts from random weights: the run
+    record must say so rather than the log's INFO line alone."""
+    from avmodels.methods import build_method
+
+    small = {"backbone": "small", "small_width": 8, "small_channels": 16, "small_stride": 8}
+    m = build_method(
+        "mssl",
+        {"model": {**small, "pretrained": False, "init_from": "/nowhere/final.pt"},
+         "train": {"stage": 2}, "labels": {"fallback": "none"}},
+    )  # fmt: skip
+    assert any("NOT LOADED" in n and "/nowhere/final.pt" in n for n in m.run_notes)
+    m = build_method(
+        "mssl", {"model": {**small, "pretrained": False}, "train": {"stage": 2},
+                 "labels": {"fallback": "none"}},
+    )  # fmt: skip
+    assert not any("NOT LOADED" in n for n in m.run_notes)

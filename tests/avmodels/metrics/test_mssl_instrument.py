@@ -94,3 +94,36 @@ def test_tags_must_cover_every_row(toy, tmp_path):
     )  # fmt: skip
     assert isinstance(res.exception, InputError) and "vidB" in str(res.exception)
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_model_maps_keys_each_scored_frame_per_class(toy):
+    """engine/class_maps.model_maps: only rows of scored frames are run, each class's map
+    under <ytid>/<second>/<class>, equal to the model's own class_maps on that row."""
+    import torch
+
+    from avmodels.data import MethodDataset, make_loader, open_sources
+    from avmodels.engine.class_maps import model_maps, pair_frame
+    from avmodels.methods import build_method
+
+    _, stores = toy
+    method = build_method(
+        "mssl",
+        {"model": {"backbone": "small", "pretrained": False, "small_width": 8,
+                   "small_channels": 32, "proj_hidden": 64, "num_classes": 3},
+         "data": {"image_size": 32, "spectrogram": "audio"}, "train": {"stage": 2},
+         "labels": {"fallback": "none"}},
+    )  # fmt: skip
+    wanted = {"vidA/1", "vidB/2", "vidB/9"}  # vidB/9 has no row: nothing to run
+    maps = model_maps(method, stores, pair_frame, wanted)
+    assert sorted(maps) == [f"{f}/{k}" for f in ("vidA/1", "vidB/2") for k in range(3)]
+    sources = open_sources([str(s) for s in stores], method.required_inputs())
+    row = sources.ids.index("vidB.t0002")
+    ds = MethodDataset(sources, method.sample_transform(train=False), [row])
+    with torch.no_grad():
+        own = method.class_maps(next(iter(make_loader(ds, batch_size=1))))[0].numpy()
+    for k in range(3):
+        np.testing.assert_allclose(maps[f"vidB/2/{k}"], own[k], atol=1e-6)
+    agnostic = model_maps(method, stores, pair_frame, wanted, mode="agnostic")
+    assert sorted(agnostic) == ["vidA/1", "vidB/2"]
+    with pytest.raises(InputError, match="no row of the data"):
+        model_maps(method, stores, lambda cid: None, wanted)
