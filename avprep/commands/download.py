@@ -11,18 +11,6 @@ from avprep.recipes.vggsound import CSV_SPLITS
 ID_DATASETS = ("vggsound", "flickr", "urls")
 
 
-def _load_rows(ids: str, dataset: str | None, split: str | None, id_format: str, skip_bad: bool):
-    from avprep.recipes import load_clips
-
-    return load_clips(ids, fmt=id_format, dataset=dataset, split=split, skip_bad=skip_bad)
-
-
-def _attach_urls(rows, urls_from: str):
-    from avprep.recipes.flickr import attach_soundnet_urls
-
-    return attach_soundnet_urls(rows, urls_from)
-
-
 @click.command()
 @click.option(
     "--ids",
@@ -176,7 +164,7 @@ def download(
           --out flickr/
       avprep download --ids videos/missing.txt --out videos/   # after avprep ingest
     """
-    from avprep.stages.download import DEFAULT_FORMAT, DownloadConfig, download_clips, parse_rate
+    from avprep.stages.download import DEFAULT_FORMAT, DownloadConfig, download_list, parse_rate
 
     cfg = DownloadConfig(
         out=out,
@@ -190,32 +178,24 @@ def download(
         proxy=proxy,
         cookies=cookies,
     )
-    rows = _load_rows(ids, dataset, split, id_format, skip_bad)
-    if urls_from:
-        rows = _attach_urls(rows, urls_from)
-    report = download_clips(
-        rows,
+    report = download_list(
+        ids,
         cfg,
+        dataset=dataset,
+        split=split,
+        id_format=id_format,
+        urls_from=urls_from,
+        skip_bad=skip_bad,
         jobs=jobs,
         backend=backend,
         scheduler=scheduler,
         retry_failed=retry_failed,
-        skip_bad=skip_bad,
         limit=limit,
         progress=progress,
     )
-    # load_clips already dropped its duplicates and (with --skip-bad) bad lines
-    report.duplicates += int(rows.attrs.get("duplicates", 0) or 0)
-    report.rejected[:0] = [reason for _, reason in rows.attrs.get("bad_lines", [])]
     _print_summary(report, cfg.out)
-    if strict:
-        bad = sum(
-            1
-            for clip_id in report.clip_ids
-            if (rec := report.manifest.get(clip_id)) is None or not rec.ok
-        )
-        if bad:
-            raise DownloadError(f"--strict: {bad} of {report.requested} clip(s) are not ok")
+    if strict and (bad := report.not_ok()):
+        raise DownloadError(f"--strict: {bad} of {report.requested} clip(s) are not ok")
 
 
 def _print_summary(report, out) -> None:
