@@ -69,7 +69,11 @@ class _InCallersFolder:
         self.cwd = os.getcwd()
 
     def __call__(self, item: Any) -> ClipRecord:
-        if os.getcwd() != self.cwd:
+        try:
+            here = os.getcwd()
+        except FileNotFoundError:  # the worker's old folder was deleted since
+            here = None
+        if here != self.cwd:
             os.chdir(self.cwd)
         return self.fn(item)
 

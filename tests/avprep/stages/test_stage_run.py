@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,11 @@ def test_relative_paths_mean_the_callers_folder_in_reused_workers(tmp_path, monk
     assert run_stage(toy(Path("out"), params={}), list("cd"), jobs=2, progress=False).ok == 2
     assert sorted(p.name for p in (second / "out").glob("*.txt")) == ["c.txt", "d.txt"]
     assert sorted(p.name for p in (first / "out").glob("*.txt")) == ["a.txt", "b.txt"]
+    shutil.rmtree(second)  # the workers' folder is gone; a run elsewhere still works
+    third = tmp_path / "c"
+    (third / "out").mkdir(parents=True)
+    monkeypatch.chdir(third)
+    assert run_stage(toy(Path("out"), params={}), list("ef"), jobs=2, progress=False).ok == 2
 
 
 def write_group(group: tuple[str, ...], cfg: dict) -> list[ClipRecord]:
