@@ -271,32 +271,15 @@ def download(
     progress: bool = True,
 ) -> str:
     """``avprep download``: the clips of ``ids`` into ``out`` with yt-dlp (resumes)."""
-    from avprep.errors import DownloadError
-    from avprep.recipes import load_clips
-    from avprep.stages.download import DEFAULT_FORMAT, DownloadConfig, download_clips, parse_rate
+    from avprep.stages.download_ids import check_strict, download_ids
 
-    cfg = DownloadConfig(
-        out=out,
-        section=section,
-        retries=retries,
-        backoff=backoff,
-        timeout=timeout,
-        rate_limit=parse_rate(rate_limit),
-        format=video_format or DEFAULT_FORMAT,
-        exact_cuts=exact_cuts,
-        proxy=proxy,
-        cookies=cookies,
-    )
-    rows = load_clips(ids, fmt=id_format, dataset=dataset, split=split, skip_bad=skip_bad)
-    if urls_from:
-        from avprep.recipes.flickr import attach_soundnet_urls
-
-        rows = attach_soundnet_urls(rows, urls_from)
-    report = download_clips(
-        rows, cfg, jobs=jobs, backend=backend, scheduler=scheduler, retry_failed=retry_failed,
-        skip_bad=skip_bad, limit=limit, progress=progress,
+    cfg, report = download_ids(
+        ids=ids, out=out, dataset=dataset, split=split, id_format=id_format, urls_from=urls_from,
+        skip_bad=skip_bad, limit=limit, section=section, exact_cuts=exact_cuts,
+        rate_limit=rate_limit, retries=retries, backoff=backoff, timeout=timeout, cookies=cookies,
+        proxy=proxy, video_format=video_format, jobs=jobs, backend=backend, scheduler=scheduler,
+        retry_failed=retry_failed, progress=progress,
     )  # fmt: skip
-    report.duplicates += int(rows.attrs.get("duplicates", 0) or 0)
     counts = report.counts()
     text = (
         f"download: {report.requested} clip(s) in the list, {report.already_done} already done, "
@@ -305,13 +288,7 @@ def download(
         + f"); folder {cfg.out}: {len(report.manifest)} recorded"
     )
     if strict:
-        bad = sum(
-            1
-            for clip_id in report.clip_ids
-            if (rec := report.manifest.get(clip_id)) is None or not rec.ok
-        )
-        if bad:
-            raise DownloadError(f"--strict: {bad} of {report.requested} clip(s) are not ok")
+        check_strict(report)
     return text
 
 

@@ -5,22 +5,9 @@ from __future__ import annotations
 import click
 
 from avprep.clikit import backend_options
-from avprep.errors import DownloadError
 from avprep.recipes.vggsound import CSV_SPLITS
 
 ID_DATASETS = ("vggsound", "flickr", "urls")
-
-
-def _load_rows(ids: str, dataset: str | None, split: str | None, id_format: str, skip_bad: bool):
-    from avprep.recipes import load_clips
-
-    return load_clips(ids, fmt=id_format, dataset=dataset, split=split, skip_bad=skip_bad)
-
-
-def _attach_urls(rows, urls_from: str):
-    from avprep.recipes.flickr import attach_soundnet_urls
-
-    return attach_soundnet_urls(rows, urls_from)
 
 
 @click.command()
@@ -134,31 +121,7 @@ def _attach_urls(rows, urls_from: str):
 @click.option("--limit", type=int, default=None, help="Only the first N clips of the list.")
 @click.option("--strict", is_flag=True, help="Exit non-zero when any clip of the list is not ok.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def download(
-    ids: str,
-    dataset: str | None,
-    split: str | None,
-    id_format: str,
-    out: str,
-    jobs: int,
-    backend: str,
-    scheduler: str | None,
-    section: float | None,
-    exact_cuts: bool,
-    rate_limit: str | None,
-    retries: int,
-    backoff: float,
-    timeout: float,
-    cookies: str | None,
-    proxy: str | None,
-    video_format: str | None,
-    urls_from: str | None,
-    retry_failed: bool,
-    skip_bad: bool,
-    limit: int | None,
-    strict: bool,
-    progress: bool,
-) -> None:
+def download(strict: bool, **options) -> None:
     """Download clips with yt-dlp into OUT/<clip_id>.<ext>, resumably.
 
     \b
@@ -176,46 +139,12 @@ def download(
           --out flickr/
       avprep download --ids videos/missing.txt --out videos/   # after avprep ingest
     """
-    from avprep.stages.download import DEFAULT_FORMAT, DownloadConfig, download_clips, parse_rate
+    from avprep.stages.download_ids import check_strict, download_ids
 
-    cfg = DownloadConfig(
-        out=out,
-        section=section,
-        retries=retries,
-        backoff=backoff,
-        timeout=timeout,
-        rate_limit=parse_rate(rate_limit),
-        format=video_format or DEFAULT_FORMAT,
-        exact_cuts=exact_cuts,
-        proxy=proxy,
-        cookies=cookies,
-    )
-    rows = _load_rows(ids, dataset, split, id_format, skip_bad)
-    if urls_from:
-        rows = _attach_urls(rows, urls_from)
-    report = download_clips(
-        rows,
-        cfg,
-        jobs=jobs,
-        backend=backend,
-        scheduler=scheduler,
-        retry_failed=retry_failed,
-        skip_bad=skip_bad,
-        limit=limit,
-        progress=progress,
-    )
-    # load_clips already dropped its duplicates and (with --skip-bad) bad lines
-    report.duplicates += int(rows.attrs.get("duplicates", 0) or 0)
-    report.rejected[:0] = [reason for _, reason in rows.attrs.get("bad_lines", [])]
+    cfg, report = download_ids(**options)
     _print_summary(report, cfg.out)
     if strict:
-        bad = sum(
-            1
-            for clip_id in report.clip_ids
-            if (rec := report.manifest.get(clip_id)) is None or not rec.ok
-        )
-        if bad:
-            raise DownloadError(f"--strict: {bad} of {report.requested} clip(s) are not ok")
+        check_strict(report)
 
 
 def _print_summary(report, out) -> None:
