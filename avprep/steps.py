@@ -415,28 +415,19 @@ def pack_h5(
     progress: bool = True,
 ) -> str:
     """``avprep pack-h5``: extracted clips (or a released folder) into sharded HDF5."""
-    from avprep.store.pack import pack
-    from avprep.store.released import find_released, released_to_extraction
+    from avprep.store.pack_h5 import check_strict
+    from avprep.store.pack_h5 import pack_h5 as pack_folder
 
-    lines = []
-    mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
-    if find_released(in_) is not None:
-        in_, n_ok, n_failed = released_to_extraction(
-            in_, Path(out) / ".released-input", profile=released_profile
-        )
-        lines.append(f"released folder: {n_ok} clip(s) prepared, {n_failed} failed ({in_})")
-    result = pack(
-        in_, out, split, shards=shards, rows_per_shard=rows_per_shard, layout=layout, ids=ids,
+    lines: list[str] = []
+    result = pack_folder(
+        in_, out, split, modalities=modalities, released_profile=released_profile,
+        note=lines.append, shards=shards, rows_per_shard=rows_per_shard, layout=layout, ids=ids,
         jobs=jobs, backend=backend, scheduler=scheduler, frames=frames, audio=audio,
-        compression=compression, modalities=mods, test=test, virtual=virtual, id_list=id_list,
-        progress=progress,
+        compression=compression, test=test, virtual=virtual, id_list=id_list, progress=progress,
     )  # fmt: skip
     lines.append(result.summary())
-    if strict and (result.skipped or result.missing):
-        raise InputError(
-            f"--strict: {len(result.skipped)} clip(s) skipped, {len(result.missing)} listed "
-            "id(s) missing (the shards were written; see index.json)"
-        )
+    if strict:
+        check_strict(result)
     return "\n".join(lines)
 
 
