@@ -480,29 +480,21 @@ def metadata_fetch(
     force: bool = False,
 ) -> str:  # fmt: skip
     """``avprep metadata fetch``: registry entries into the cache, sha256 verified."""
-    from avprep import catalog
+    from avprep.catalog_fetch import fetch_each, fetch_failure, select_entries
 
-    names = list(names or [])
-    if all_:
-        names = [e.name for e in catalog.list_entries() if e.sha256]
-    if not names:
-        raise ConfigError("name at least one entry (see `avprep metadata list`), or pass --all")
-    entries = [catalog.get_entry(n) for n in names]  # unknown names fail before any download
+    entries = select_entries(names or [], all_=all_)
     lines = []
     failures: list[AvprepError] = []
-    for entry in entries:
-        was_cached = not force and catalog.cached(entry.name) is not None
-        try:
-            path = catalog.fetch(entry.name, mirror=mirror, force=force)
-        except AvprepError as exc:
-            failures.append(exc)
-            lines.append(f"FAILED  {exc}")
+    for got in fetch_each(entries, mirror=mirror, force=force):
+        if got.error is not None:
+            failures.append(got.error)
+            lines.append(f"FAILED  {got.error}")
             continue
-        lines.append(f"{'cached ' if was_cached else 'fetched'} {entry.name}  {path}")
+        lines.append(f"{'cached ' if got.was_cached else 'fetched'} {got.entry.name}  {got.path}")
     if failures:
-        err = type(failures[0]) if len({type(f) for f in failures}) == 1 else AvprepError
-        raise err(
-            "\n".join(lines) + f"\n{len(failures)} of {len(entries)} entries could not be fetched"
+        raise fetch_failure(
+            failures,
+            "\n".join(lines) + f"\n{len(failures)} of {len(entries)} entries could not be fetched",
         )
     return "\n".join(lines)
 
