@@ -37,19 +37,31 @@ class StepSpec:
     command: str  # as a recipe writes it: "pack-h5", "metadata fetch", "avmodels train"
     target: str  # "module:function", imported when first used
     positional: str | None = None
+    # "module:function" whose keyword options the step passes on as its **options: they are
+    # declared (names, types, defaults) once, there
+    options_of: str | None = None
 
     def function(self) -> Callable[..., str]:
-        module, _, name = self.target.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return _resolve(self.target)
 
     def parameters(self) -> dict[str, inspect.Parameter]:
-        return dict(inspect.signature(self.function()).parameters)
+        own = dict(inspect.signature(self.function()).parameters)
+        if self.options_of is None:
+            return own
+        own = {n: p for n, p in own.items() if p.kind is not p.VAR_KEYWORD}
+        passed = inspect.signature(_resolve(self.options_of)).parameters
+        return {**own, **{n: p for n, p in passed.items() if n not in own}}
+
+    def hints(self) -> dict[str, Any]:
+        hints = typing.get_type_hints(self.function())
+        if self.options_of is not None:
+            hints = {**typing.get_type_hints(_resolve(self.options_of)), **hints}
+        return hints
 
     def kwargs(self, args: Mapping[str, Any], stage: str = "") -> dict[str, Any]:
         """The recipe's ``args`` as keyword arguments of the function, checked and typed."""
-        fn = self.function()
         params = self.parameters()
-        hints = typing.get_type_hints(fn)
+        hints = self.hints()
         where = f"stage {stage!r}: " if stage else ""
         out: dict[str, Any] = {}
         for key, value in args.items():
@@ -72,6 +84,11 @@ class StepSpec:
         if missing:
             raise ConfigError(f"{where}'{self.command}' needs {', '.join(missing)}")
         return out
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def param_name(option: str) -> str:
@@ -121,7 +138,11 @@ STEPS: dict[str, StepSpec] = {
     s.command: s
     for s in (
         StepSpec("synth", "avprep.steps:synth"),
-        StepSpec("download", "avprep.steps:download"),
+        StepSpec(
+            "download",
+            "avprep.steps:download",
+            options_of="avprep.stages.download_ids:download_ids",
+        ),
         StepSpec("download-loopback", "avprep.steps:download_loopback"),
         StepSpec("extract", "avprep.steps:extract"),
         StepSpec("pack-h5", "avprep.steps:pack_h5"),
@@ -244,42 +265,11 @@ def synth(
     return text
 
 
-def download(
-    *,
-    ids: str,
-    out: str,
-    dataset: str | None = None,
-    split: str | None = None,
-    id_format: str = "auto",
-    jobs: int = 4,
-    backend: str = "loky",
-    scheduler: str | None = None,
-    section: float | None = None,
-    exact_cuts: bool = False,
-    rate_limit: str | None = None,
-    retries: int = 3,
-    backoff: float = 2.0,
-    timeout: float = 30.0,
-    cookies: str | None = None,
-    proxy: str | None = None,
-    video_format: str | None = None,
-    urls_from: str | None = None,
-    retry_failed: bool = False,
-    skip_bad: bool = False,
-    limit: int | None = None,
-    strict: bool = False,
-    progress: bool = True,
-) -> str:
+def download(*, strict: bool = False, **options: Any) -> str:
     """``avprep download``: the clips of ``ids`` into ``out`` with yt-dlp (resumes)."""
     from avprep.stages.download_ids import check_strict, download_ids
 
-    cfg, report = download_ids(
-        ids=ids, out=out, dataset=dataset, split=split, id_format=id_format, urls_from=urls_from,
-        skip_bad=skip_bad, limit=limit, section=section, exact_cuts=exact_cuts,
-        rate_limit=rate_limit, retries=retries, backoff=backoff, timeout=timeout, cookies=cookies,
-        proxy=proxy, video_format=video_format, jobs=jobs, backend=backend, scheduler=scheduler,
-        retry_failed=retry_failed, progress=progress,
-    )  # fmt: skip
+    cfg, report = download_ids(**options)
     counts = report.counts()
     text = (
         f"download: {report.requested} clip(s) in the list, {report.already_done} already done, "
