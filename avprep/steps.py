@@ -50,7 +50,10 @@ class StepSpec:
             return own
         own = {n: p for n, p in own.items() if p.kind is not p.VAR_KEYWORD}
         passed = inspect.signature(_resolve(self.options_of)).parameters
-        return {**own, **{n: p for n, p in passed.items() if n not in own}}
+        return {
+            **own,
+            **{n: p for n, p in passed.items() if n not in own and p.kind is p.KEYWORD_ONLY},
+        }
 
     def hints(self) -> dict[str, Any]:
         hints = typing.get_type_hints(self.function())
@@ -145,7 +148,7 @@ STEPS: dict[str, StepSpec] = {
         ),
         StepSpec("download-loopback", "avprep.steps:download_loopback"),
         StepSpec("extract", "avprep.steps:extract"),
-        StepSpec("pack-h5", "avprep.steps:pack_h5"),
+        StepSpec("pack-h5", "avprep.steps:pack_h5", options_of="avprep.store.pack:pack"),
         StepSpec("verify", "avprep.steps:verify", positional="folder"),
         StepSpec("pairs", "avprep.steps:pairs"),
         StepSpec("metadata fetch", "avprep.steps:metadata_fetch", positional="names"),
@@ -382,38 +385,17 @@ def extract(
 
 
 def pack_h5(
-    *,
-    in_: str,
-    out: str,
-    split: str,
-    shards: int | None = None,
-    rows_per_shard: int | None = None,
-    layout: str = "native",
-    ids: str | None = None,
-    jobs: int | None = None,
-    backend: str = "loky",
-    scheduler: str | None = None,
-    frames: str = "jpeg",
-    audio: str = "flac",
-    compression: str | None = None,
-    modalities: str | None = None,
-    test: bool | None = None,
-    virtual: bool = False,
-    id_list: str | None = None,
-    released_profile: str = "sspl",
-    strict: bool = False,
-    progress: bool = True,
-) -> str:
+    *, in_: str, out: str, split: str, ids: str | None = None, modalities: str | None = None,
+    released_profile: str = "sspl", strict: bool = False, **options: Any,
+) -> str:  # fmt: skip
     """``avprep pack-h5``: extracted clips (or a released folder) into sharded HDF5."""
     from avprep.store.pack_h5 import check_strict
     from avprep.store.pack_h5 import pack_h5 as pack_folder
 
     lines: list[str] = []
     result = pack_folder(
-        in_, out, split, modalities=modalities, released_profile=released_profile,
-        note=lines.append, shards=shards, rows_per_shard=rows_per_shard, layout=layout, ids=ids,
-        jobs=jobs, backend=backend, scheduler=scheduler, frames=frames, audio=audio,
-        compression=compression, test=test, virtual=virtual, id_list=id_list, progress=progress,
+        in_, out, split, ids=ids, modalities=modalities, released_profile=released_profile,
+        note=lines.append, **options,
     )  # fmt: skip
     lines.append(result.summary())
     if strict:
