@@ -319,15 +319,8 @@ def fetch(
     """
     entry = get_entry(name)
     final = cache_dir("metadata") / entry.relpath
-    if final.is_file() and not force:
-        if entry.sha256 is None:
-            log.info("%s: using cached %s (no sha256 known to check)", entry.name, final)
-            return final
-        if sha256_file(final) == entry.sha256:
-            log.info("%s: using cached %s", entry.name, final)
-            return final
-        log.warning("%s: cached %s has the wrong sha256; downloading again", entry.name, final)
-        final.unlink()  # a corrupt file must not survive a failed refetch
+    if final.is_file() and not force and _cached_copy_ok(entry, final):
+        return final
     mirror = mirror or os.environ.get(ENV_MIRROR) or None
     urls = [mirror_url(mirror, entry)] if mirror else list(entry.urls)
     problems: list[str] = []
@@ -335,18 +328,7 @@ def fetch(
     for url in urls:
         for attempt in range(1, attempts + 1):
             try:
-                with atomic_path(final) as tmp:
-                    digest = _download(url, tmp, entry, timeout)
-                    size = tmp.stat().st_size
-                    if entry.bytes is not None and size != entry.bytes:
-                        raise ChecksumError(
-                            f"{entry.name}: {_shown(url)} sent {size} bytes, expected {entry.bytes}"
-                        )
-                    if entry.sha256 is not None and digest != entry.sha256:
-                        raise ChecksumError(
-                            f"{entry.name}: {_shown(url)} sent a file with sha256 {digest}, "
-                            f"expected {entry.sha256}"
-                        )
+                digest = _download_checked(url, final, entry, timeout)
             except ChecksumError as exc:
                 checksum += 1
                 problems.append(str(exc))
@@ -371,14 +353,54 @@ def fetch(
                 )
             log.info("%s: fetched %s -> %s", entry.name, _shown(url), final)
             return final
+    raise _fetch_failed(entry, final, problems, checksum=checksum, all_gone=gone == len(urls))
+
+
+def _cached_copy_ok(entry: Entry, final: Path) -> bool:
+    """Whether the cached ``final`` can be used (its sha256 matches, or none is known);
+    a copy with the wrong sha256 is deleted (it must not survive a failed refetch)."""
+    if entry.sha256 is None:
+        log.info("%s: using cached %s (no sha256 known to check)", entry.name, final)
+        return True
+    if sha256_file(final) == entry.sha256:
+        log.info("%s: using cached %s", entry.name, final)
+        return True
+    log.warning("%s: cached %s has the wrong sha256; downloading again", entry.name, final)
+    final.unlink()
+    return False
+
+
+def _download_checked(url: str, final: Path, entry: Entry, timeout: float) -> str:
+    """Download ``url`` to ``final`` atomically, kept only when its size and sha256 are the
+    registered ones (else :class:`ChecksumError`); the sha256 of what was written."""
+    with atomic_path(final) as tmp:
+        digest = _download(url, tmp, entry, timeout)
+        size = tmp.stat().st_size
+        if entry.bytes is not None and size != entry.bytes:
+            raise ChecksumError(
+                f"{entry.name}: {_shown(url)} sent {size} bytes, expected {entry.bytes}"
+            )
+        if entry.sha256 is not None and digest != entry.sha256:
+            raise ChecksumError(
+                f"{entry.name}: {_shown(url)} sent a file with sha256 {digest}, "
+                f"expected {entry.sha256}"
+            )
+    return digest
+
+
+def _fetch_failed(
+    entry: Entry, final: Path, problems: list[str], *, checksum: int, all_gone: bool
+) -> ChecksumError | DownloadError:
+    """The error for a fetch no source served: a checksum failure, every source gone, or
+    a download failure (with the offline hint)."""
     detail = "\n  ".join(problems)
     if checksum:
-        raise ChecksumError(
+        return ChecksumError(
             f"{entry.name}: no source sent the registered file (nothing was kept):\n  {detail}"
         )
-    if gone == len(urls):
-        raise UnavailableError(f"{entry.name}: no longer available at any address:\n  {detail}")
-    raise DownloadError(
+    if all_gone:
+        return UnavailableError(f"{entry.name}: no longer available at any address:\n  {detail}")
+    return DownloadError(
         f"{entry.name}: download failed:\n  {detail}\n"
         f"(offline? use --mirror URL, or put the file at {final})"
     )

@@ -115,12 +115,7 @@ def load_clips(
     if dataset is None and entry is not None and entry.corpus in DATASETS:
         dataset = entry.corpus
     if text is None:  # a file (an inline "a,b,c" list has its text already)
-        if fmt == "auto" and Path(path).suffix == ".pkl":
-            fmt = "mssl-tags-pkl"  # a binary pickle: never decoded as text
-        if fmt != "auto" and FORMATS.get(fmt).binary:
-            text = str(path)  # binary formats read the file themselves
-        else:
-            text = read_text(path)
+        fmt, text = _file_text(path, fmt)
     if fmt == "auto":
         fmt = detect_format(text, dataset, str(path))
         log.info("%s: detected format %s", path, fmt)
@@ -141,11 +136,7 @@ def load_clips(
         df["split"] = df["split"].where(df["split"].notna(), entry.split).astype(object)
     filtered = 0
     if split is not None:
-        known = df["split"].notna()
-        keep = ~known | (df["split"] == split)
-        filtered = int((~keep).sum())
-        df = df[keep].reset_index(drop=True)
-        df["split"] = pd.Series([split] * len(df), dtype=object)
+        df, filtered = _keep_split(df, split)
     if df.empty:
         df = empty_frame()
     df.attrs.update(
@@ -161,6 +152,26 @@ def load_clips(
     if col.duplicates:
         log.info("%s: dropped %d duplicate clip ids", path, col.duplicates)
     return df
+
+
+def _file_text(path: str | Path, fmt: str) -> tuple[str, str]:
+    """(format, what its parser reads) for a file: its text, or for a binary format
+    (a pickle, detected by its suffix) the path, as those read the file themselves."""
+    if fmt == "auto" and Path(path).suffix == ".pkl":
+        fmt = "mssl-tags-pkl"  # a binary pickle: never decoded as text
+    if fmt != "auto" and FORMATS.get(fmt).binary:
+        return fmt, str(path)
+    return fmt, read_text(path)
+
+
+def _keep_split(df: pd.DataFrame, split: str) -> tuple[pd.DataFrame, int]:
+    """The rows of ``split`` and those of no known split (labelled ``split``); how many
+    rows of other splits were dropped."""
+    known = df["split"].notna()
+    keep = ~known | (df["split"] == split)
+    df = df[keep].reset_index(drop=True)
+    df["split"] = pd.Series([split] * len(df), dtype=object)
+    return df, int((~keep).sum())
 
 
 def clip_ids(source: str | Path, **kw) -> list[str]:

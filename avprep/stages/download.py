@@ -302,6 +302,14 @@ class DownloadReport:
     def without_audio(self) -> int:
         return sum(1 for r in self.records if r.ok and r.meta.get("has_audio") is False)
 
+    def not_ok(self) -> int:
+        """How many clips of the list the manifest does not hold as ok (after this run)."""
+        return sum(
+            1
+            for clip_id in self.clip_ids
+            if (rec := self.manifest.get(clip_id)) is None or not rec.ok
+        )
+
 
 def is_done(rec: ClipRecord | None, out: Path) -> bool:
     """:func:`avprep.manifest.is_done`, and stricter, because a download is one file a
@@ -397,6 +405,36 @@ def download_clips(
         swept=run.swept,
         clip_ids=[c.clip_id for c in prepared.clips],
     )
+
+
+def download_list(
+    ids: str | os.PathLike,
+    cfg: DownloadConfig,
+    *,
+    dataset: str | None = None,
+    split: str | None = None,
+    id_format: str = "auto",
+    urls_from: str | None = None,
+    skip_bad: bool = False,
+    **run: Any,
+) -> DownloadReport:
+    """Download the clips of an id list (``avprep download``): a file, a registry name or
+    ``a,b,c``, read by :func:`avprep.recipes.load_clips` (``id_format``, ``dataset``,
+    ``split``, ``skip_bad``); ``urls_from`` (a SoundNet URL list) gives bare Flickr ids
+    their URLs. ``run`` goes to :func:`download_clips`. The report also counts the
+    duplicates and (with ``skip_bad``) the bad lines the list reader dropped."""
+    from avprep.recipes import load_clips
+
+    rows = load_clips(ids, fmt=id_format, dataset=dataset, split=split, skip_bad=skip_bad)
+    if urls_from:
+        from avprep.recipes.flickr import attach_soundnet_urls
+
+        rows = attach_soundnet_urls(rows, urls_from)
+    report = download_clips(rows, cfg, skip_bad=skip_bad, **run)
+    # load_clips already dropped its duplicates and (with skip_bad) bad lines
+    report.duplicates += int(rows.attrs.get("duplicates", 0) or 0)
+    report.rejected[:0] = [reason for _, reason in rows.attrs.get("bad_lines", [])]
+    return report
 
 
 def downloaded(out: str | os.PathLike) -> dict[str, Path]:

@@ -12,7 +12,7 @@ from avprep.stages.download import (
     DEFAULT_FORMAT,
     DownloadConfig,
     DownloadReport,
-    download_clips,
+    download_list,
     parse_rate,
 )
 
@@ -42,14 +42,10 @@ def download_ids(
     retry_failed: bool = False,
     progress: bool = True,
 ) -> tuple[DownloadConfig, DownloadReport]:
-    """Download the clips of ``ids`` (a file, a registry name; see ``avprep metadata``)
-    into ``out``; returns the run's checked options and its report.
-
-    The options are checked before the list is read. The report counts the
-    duplicates and (with ``skip_bad``) the bad lines the list reader dropped.
+    """:func:`~avprep.stages.download.download_list` with the command's options: the run's
+    :class:`DownloadConfig` is built (and checked) from them before the list is read.
+    Returns the config and the report.
     """
-    from avprep.recipes import load_clips
-
     cfg = DownloadConfig(
         out=out,
         section=section,
@@ -62,26 +58,15 @@ def download_ids(
         proxy=proxy,
         cookies=cookies,
     )
-    rows = load_clips(ids, fmt=id_format, dataset=dataset, split=split, skip_bad=skip_bad)
-    if urls_from:
-        from avprep.recipes.flickr import attach_soundnet_urls
-
-        rows = attach_soundnet_urls(rows, urls_from)
-    report = download_clips(
-        rows, cfg, jobs=jobs, backend=backend, scheduler=scheduler, retry_failed=retry_failed,
-        skip_bad=skip_bad, limit=limit, progress=progress,
+    report = download_list(
+        ids, cfg, dataset=dataset, split=split, id_format=id_format, urls_from=urls_from,
+        skip_bad=skip_bad, jobs=jobs, backend=backend, scheduler=scheduler,
+        retry_failed=retry_failed, limit=limit, progress=progress,
     )  # fmt: skip
-    report.duplicates += int(rows.attrs.get("duplicates", 0) or 0)
-    report.rejected[:0] = [reason for _, reason in rows.attrs.get("bad_lines", [])]
     return cfg, report
 
 
 def check_strict(report: DownloadReport) -> None:
     """``--strict``: a :class:`DownloadError` unless every clip of the list is ``ok``."""
-    bad = sum(
-        1
-        for clip_id in report.clip_ids
-        if (rec := report.manifest.get(clip_id)) is None or not rec.ok
-    )
-    if bad:
+    if bad := report.not_ok():
         raise DownloadError(f"--strict: {bad} of {report.requested} clip(s) are not ok")

@@ -81,7 +81,7 @@ class NativeReading:
 
     @classmethod
     def open_dataset(cls, path: Path, index: StoreIndex, **kw: Any) -> Any:
-        from avprep.store.reader import ShardDataset
+        from avprep.store.shard_dataset import ShardDataset
 
         return ShardDataset(path, **kw)
 
@@ -132,7 +132,7 @@ class SsplReading:
 
     @classmethod
     def open_dataset(cls, path: Path, index: StoreIndex, **kw: Any) -> Any:
-        from avprep.store.reader import SSPLDataset
+        from avprep.store.sspl_dataset import SSPLDataset
 
         kw.setdefault("split", index.split)
         return SSPLDataset(path, **kw)

@@ -123,6 +123,9 @@ class RingLoader:
         self._workers: list[Any] = []
         self._gen = 0  # iteration number: results of an abandoned iteration are discarded
         self._pending: dict[int, tuple[int, int, dict[str, Any]]] = {}
+        self._failed: dict[
+            int, tuple[int, BaseException | None, str]
+        ] = {}  # seq -> a worker's error
         self._outstanding = 0
         self._held: int | None = None
 
@@ -205,7 +208,7 @@ class RingLoader:
             q.cancel_join_thread()  # a dead reader must not keep this process waiting
             q.close()
         self._workers, self._slots = [], []
-        self._pending, self._outstanding, self._held = {}, 0, None
+        self._pending, self._failed, self._outstanding, self._held = {}, {}, 0, None
 
     def __del__(self) -> None:
         try:
@@ -255,8 +258,10 @@ class RingLoader:
 
         refill()
         while done < sent:
-            while done not in self._pending:
+            while done not in self._pending and done not in self._failed:
                 self._receive()
+            if done in self._failed:  # in order: every batch before it was handed out
+                self._raise(*self._failed.pop(done))
             slot, n, extras = self._pending.pop(done)
             done += 1
             batch = self._assemble(slot, n, extras)
@@ -305,13 +310,17 @@ class RingLoader:
         if gen != self._gen:  # a result of an abandoned iteration
             self._free.append(slot)
             return
-        if error is not None:
+        if error is not None:  # raised when the batch's turn comes (a later batch may fail first)
             self._free.append(slot)
-            exc, text = error
-            if exc is not None:
-                raise exc from RuntimeError(f"in RingLoader worker:\n{text}")
-            raise RuntimeError(f"RingLoader worker failed on batch {seq}:\n{text}")
+            self._failed[seq] = (seq, *error)
+            return
         self._pending[seq] = (slot, n, extras)
+
+    @staticmethod
+    def _raise(seq: int, exc: BaseException | None, text: str) -> None:
+        if exc is not None:
+            raise exc from RuntimeError(f"in RingLoader worker:\n{text}")
+        raise RuntimeError(f"RingLoader worker failed on batch {seq}:\n{text}")
 
     def _reclaim(self) -> None:
         """Give back every slot an earlier, abandoned iteration still holds or awaits."""
@@ -320,7 +329,7 @@ class RingLoader:
             self._held = None
         for slot, _, _ in self._pending.values():
             self._free.append(slot)
-        self._pending = {}
+        self._pending, self._failed = {}, {}
         while self._outstanding:
             self._gen += 1  # whatever arrives now belongs to no iteration
             self._receive()

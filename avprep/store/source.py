@@ -177,28 +177,7 @@ def select(
     skipped: list[tuple[str, str]] = []
     missing: list[str] = []
     duplicates: list[str] = []
-    if ids is None:
-        wanted = sorted(manifest.ok_ids())
-        for rec in manifest.records():
-            if not rec.ok:
-                skipped.append((rec.clip_id, f"extraction {rec.status}: {rec.error or '-'}"))
-        skipped.sort()
-    else:
-        seen: set[str] = set()
-        wanted = []
-        for cid in ids:
-            check_id(cid)
-            if cid in seen:
-                duplicates.append(cid)
-                continue
-            seen.add(cid)
-            rec = manifest.get(cid)
-            if rec is None:
-                missing.append(cid)
-            elif not rec.ok:
-                skipped.append((cid, f"extraction {rec.status}: {rec.error or '-'}"))
-            else:
-                wanted.append(cid)
+    wanted = _wanted_ids(manifest, ids, skipped, missing, duplicates)
     clips: list[Clip] = []
     for cid in wanted:
         rec = manifest.get(cid)
@@ -206,17 +185,7 @@ def select(
             clips.append(_clip_from_record(root, cid, rec.outputs, rec.meta))
         except InputError as exc:
             skipped.append((cid, str(exc)))
-
-    if modalities is None:
-        present = {m for c in clips for m in MODALITIES if c.output(m) is not None}
-        modalities = tuple(m for m in MODALITIES if m in present)
-    else:
-        bad = [m for m in modalities if m not in MODALITIES]
-        if bad:
-            from avprep.errors import ConfigError
-
-            raise ConfigError(f"unknown modality {bad[0]!r}; valid: {', '.join(MODALITIES)}")
-        modalities = tuple(m for m in MODALITIES if m in modalities)
+    modalities = _packed_modalities(clips, modalities)
 
     # Probe headers; a clip we cannot read is skipped here, before rows are numbered.
     kept, probes = [], []
@@ -244,6 +213,52 @@ def select(
         spectrogram_name=spec_name,
     )
     return sel, tuple(modalities)
+
+
+def _wanted_ids(
+    manifest: Manifest,
+    ids: Sequence[str] | None,
+    skipped: list[tuple[str, str]],
+    missing: list[str],
+    duplicates: list[str],
+) -> list[str]:
+    """The ok clip ids to pack: every one sorted (no ``ids``), else ``ids`` in their order.
+    Failed clips go to ``skipped``, unknown ids to ``missing``, repeats to ``duplicates``."""
+    if ids is None:
+        for rec in manifest.records():
+            if not rec.ok:
+                skipped.append((rec.clip_id, f"extraction {rec.status}: {rec.error or '-'}"))
+        skipped.sort()
+        return sorted(manifest.ok_ids())
+    seen: set[str] = set()
+    wanted = []
+    for cid in ids:
+        check_id(cid)
+        if cid in seen:
+            duplicates.append(cid)
+            continue
+        seen.add(cid)
+        rec = manifest.get(cid)
+        if rec is None:
+            missing.append(cid)
+        elif not rec.ok:
+            skipped.append((cid, f"extraction {rec.status}: {rec.error or '-'}"))
+        else:
+            wanted.append(cid)
+    return wanted
+
+
+def _packed_modalities(clips: list[Clip], modalities: Sequence[str] | None) -> tuple[str, ...]:
+    """``modalities`` in the canonical order (checked), or every one some clip has."""
+    if modalities is None:
+        present = {m for c in clips for m in MODALITIES if c.output(m) is not None}
+        return tuple(m for m in MODALITIES if m in present)
+    bad = [m for m in modalities if m not in MODALITIES]
+    if bad:
+        from avprep.errors import ConfigError
+
+        raise ConfigError(f"unknown modality {bad[0]!r}; valid: {', '.join(MODALITIES)}")
+    return tuple(m for m in MODALITIES if m in modalities)
 
 
 def most_common(values: Sequence[Any]) -> Any:

@@ -298,18 +298,11 @@ def verify_store(
             f"{len(temps)} temporary file(s) from an interrupted pack (e.g. {temps[0]}); "
             "rerun pack-h5 to finish, or delete them"
         )
-    indexed = True
-    try:
-        index = read_index(folder)
-    except StoreError as exc:
-        index = _discover_sspl(folder)
-        if index is None:
-            report.problems.append(str(exc))
-            return report
-        indexed = False
-        hashes = False
-        report.warnings.append(f"no {INDEX_NAME}: SSPL files found; sha256 cannot be checked")
-        report.problems.extend(_sspl_completeness(folder, index))
+    found = _read_or_discover_index(folder, report)
+    if found is None:
+        return report
+    index, indexed = found
+    hashes = hashes and indexed
     try:
         layout = get_layout(index.layout)
     except ConfigError as exc:
@@ -324,6 +317,41 @@ def verify_store(
         report.checks += [*layout.content_checks, "no NaN/inf"]
     report.checks.append("unique ids")
 
+    _check_files_and_rows(folder, index, report)
+    if not indexed:
+        for e in index.shards:  # sizes unknown without an index: skip the size check
+            e.files = {n: {"bytes": (folder / n).stat().st_size if (folder / n).is_file() else -1,
+                           "sha256": ""} for n in e.files}  # fmt: skip
+    checker = _Checker(folder, layout, layout.verify_variant(index), hashes, content)
+    all_ids = _check_shards(checker, folder, index, report, jobs, backend, progress)
+    if layout.ids_in_id_list:
+        all_ids = _id_list_ids(folder, index, report)
+    dup = [i for i, c in Counter(all_ids).items() if c > 1]
+    if dup:
+        report.problems.append(f"{len(dup)} clip id(s) appear more than once, e.g. {dup[:3]}")
+    if index.virtual and (folder / index.virtual).is_file():
+        _check_virtual(folder, index, report)
+    return report
+
+
+def _read_or_discover_index(folder: Path, report: VerifyReport) -> tuple[StoreIndex, bool] | None:
+    """(the store's index, whether it came from ``index.json``); without one, SSPL files
+    found in ``folder`` make an index (no sha256 to check); None when neither is there
+    (the problem is on ``report``)."""
+    try:
+        return read_index(folder), True
+    except StoreError as exc:
+        index = _discover_sspl(folder)
+        if index is None:
+            report.problems.append(str(exc))
+            return None
+    report.warnings.append(f"no {INDEX_NAME}: SSPL files found; sha256 cannot be checked")
+    report.problems.extend(_sspl_completeness(folder, index))
+    return index, False
+
+
+def _check_files_and_rows(folder: Path, index: StoreIndex, report: VerifyReport) -> None:
+    """Every listed file present, no unlisted shard, the shards' rows adding up to the index's."""
     expected = set(index.all_files())
     for name in sorted(expected):
         if not (folder / name).is_file():
@@ -345,11 +373,17 @@ def verify_store(
     if start != index.rows:
         report.problems.append(f"shards hold {start} rows, index says {index.rows}")
 
-    if not indexed:
-        for e in index.shards:  # sizes unknown without an index: skip the size check
-            e.files = {n: {"bytes": (folder / n).stat().st_size if (folder / n).is_file() else -1,
-                           "sha256": ""} for n in e.files}  # fmt: skip
-    checker = _Checker(folder, layout, layout.verify_variant(index), hashes, content)
+
+def _check_shards(
+    checker: _Checker,
+    folder: Path,
+    index: StoreIndex,
+    report: VerifyReport,
+    jobs: int,
+    backend: str,
+    progress: bool,
+) -> list[str]:
+    """Run ``checker`` over every shard whose files are all present; the ids they hold."""
     present = [
         _Job(e.file, e)
         for e in index.shards
@@ -364,23 +398,20 @@ def verify_store(
             report.problems.append(f"{rec.clip_id}: check failed: {rec.error}")
         report.problems.extend(rec.meta.get("problems", []))
         all_ids.extend(rec.meta.get("ids", []))
+    return all_ids
 
-    if layout.ids_in_id_list:
-        all_ids = _id_list_ids(folder, index, report)
-    dup = [i for i, c in Counter(all_ids).items() if c > 1]
-    if dup:
-        report.problems.append(f"{len(dup)} clip id(s) appear more than once, e.g. {dup[:3]}")
-    if index.virtual and (folder / index.virtual).is_file():
-        try:
-            with h5py.File(folder / index.virtual, "r") as f:
-                if int(f.attrs.get("rows", -1)) != index.rows:
-                    report.problems.append(f"{index.virtual}: rows attribute != {index.rows}")
-                for key in f:
-                    if f[key].is_virtual:
-                        f[key][0]  # resolves the source mapping
-        except (OSError, KeyError) as exc:
-            report.problems.append(f"{index.virtual}: cannot be read ({exc})")
-    return report
+
+def _check_virtual(folder: Path, index: StoreIndex, report: VerifyReport) -> None:
+    """The virtual dataset file: its row count, and every virtual dataset resolving."""
+    try:
+        with h5py.File(folder / index.virtual, "r") as f:
+            if int(f.attrs.get("rows", -1)) != index.rows:
+                report.problems.append(f"{index.virtual}: rows attribute != {index.rows}")
+            for key in f:
+                if f[key].is_virtual:
+                    f[key][0]  # resolves the source mapping
+    except (OSError, KeyError) as exc:
+        report.problems.append(f"{index.virtual}: cannot be read ({exc})")
 
 
 def _sspl_completeness(folder: Path, index: StoreIndex) -> list[str]:

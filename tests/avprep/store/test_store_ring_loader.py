@@ -5,6 +5,7 @@ abandoned or failed iteration, a dead worker reported."""
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -73,8 +74,10 @@ def test_views_without_copy_and_the_slots_are_reused(store):
 class _Toy(Dataset):
     """A plain map-style dataset: arrays, a number, a string, no read_batch/__getitems__."""
 
-    def __init__(self, n: int, bad: int | None = None, exit_at: int | None = None):
-        self.n, self.bad, self.exit_at = n, bad, exit_at
+    def __init__(self, n: int, bad: int | None = None, exit_at: int | None = None,
+                 late: int | None = None):  # fmt: skip
+        self.n, self.bad, self.exit_at, self.late = n, bad, exit_at, late
+        self.probed = False
 
     def __len__(self) -> int:
         return self.n
@@ -84,6 +87,9 @@ class _Toy(Dataset):
             os._exit(3)
         if i == self.bad:
             raise StoreError(f"row {i} is broken")
+        if i == self.late and self.probed:  # a worker's copy (the main process probed it)
+            time.sleep(1.0)  # so that a later batch's failure arrives first
+        self.probed = True
         rng = np.random.default_rng(i)
         return {"x": rng.normal(size=(2, 3)).astype(np.float32), "y": i * 10,
                 "name": f"clip{i}", "z": torch.full((5,), float(i))}  # fmt: skip
@@ -112,7 +118,7 @@ class _Sampler:
 
 def test_a_worker_error_is_raised_and_the_loader_recovers():
     sampler = _Sampler([[0, 1], [5, 6], [2, 3], [7]])
-    ring = RingLoader(_Toy(10, bad=5), batch_sampler=sampler, num_workers=2)
+    ring = RingLoader(_Toy(10, bad=5, late=0), batch_sampler=sampler, num_workers=2)
     with ring:
         got = []
         with pytest.raises(StoreError, match="row 5 is broken"):
