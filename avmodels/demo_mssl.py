@@ -79,10 +79,7 @@ def tag_vectors(p: demo.DemoPaths) -> dict[str, np.ndarray]:
 
 def write_tag_labels(p: demo.DemoPaths, out: Path, splits: Sequence[str] = demo.SPLITS) -> int:
     """The labels file (``labels.file``) of every stored clip: its tags, for both streams."""
-    import h5py
-
-    from avmodels.methods.pseudo_labels import H5_FORMAT
-    from avprep.atomic import atomic_path
+    from avmodels.methods.mssl_labels import write_tags_file
     from avprep.store import open_dataset
 
     tags = tag_vectors(p)
@@ -90,15 +87,7 @@ def write_tag_labels(p: demo.DemoPaths, out: Path, splits: Sequence[str] = demo.
     missing = [c for c in ids if c not in tags]
     if missing:
         raise InputError(f"{len(missing)} stored clips are not in synthav.json, e.g. {missing[0]}")
-    lab = np.stack([tags[c] for c in ids])
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["format"] = H5_FORMAT
-        f.attrs["rule"] = "tags"
-        f.attrs["categories"] = lab.shape[1]
-        f.create_dataset("clip_id", data=np.array([c.encode("utf-8") for c in ids], dtype="S"))
-        f.create_dataset("audio", data=lab)
-        f.create_dataset("visual", data=lab)
-        f.create_dataset("done", data=np.ones(len(ids), dtype=bool))
+    write_tags_file(out, ids, np.stack([tags[c] for c in ids]))
     return len(ids)
 
 

@@ -7,21 +7,7 @@ return the text the commands print. See :mod:`avprep.steps`.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from avprep.errors import ConfigError, InputError
-
-
-def model_file_of(run: str | Path | None, ckpt: str | Path | None) -> Path:
-    """The model a command reads: ``ckpt``, or the run's best.pt, else final.pt."""
-    if (run is None) == (ckpt is None):
-        raise ConfigError("give exactly one of --run RUN_DIR or --ckpt MODEL_FILE")
-    if ckpt is not None:
-        return Path(ckpt)
-    for name in ("best.pt", "final.pt"):
-        if (Path(run) / name).is_file():
-            return Path(run) / name
-    raise InputError(f"{run} has no best.pt or final.pt (has training finished?)")
+from avmodels.model_file import model_file_of  # noqa: F401 - importers read it from here
 
 
 def train(
@@ -82,18 +68,12 @@ def evaluate(
     progress: bool = True,
 ) -> str:
     """``avmodels eval`` (the standard protocol): score a trained model on test shards."""
-    from avmodels.engine.evaluate import evaluate_model
+    from avmodels.engine.evaluate import evaluate_listed
 
-    ids_list = None
-    if ids:
-        from avprep.annotations.idlist import read_ids
-
-        ids_list = read_ids(ids)
-    model = model_file_of(run, ckpt)
-    result, _ = evaluate_model(
-        model, list(data), benchmark, annotations, preset=preset, ids=ids_list,
-        report_dir=report, device=device, batch_size=batch_size, num_workers=workers, amp=amp,
-        allow_missing=allow_missing, ids_source=ids, progress=progress,
+    model, result, _ = evaluate_listed(
+        run, ckpt, data, benchmark, annotations, ids=ids, preset=preset, report_dir=report,
+        device=device, batch_size=batch_size, num_workers=workers, amp=amp,
+        allow_missing=allow_missing, progress=progress,
     )  # fmt: skip
     scores = "  ".join(
         f"{k} {getattr(result, k):.4f}" for k in ("ciou", "auc", "mean_iou", "pointing")

@@ -37,19 +37,34 @@ class StepSpec:
     command: str  # as a recipe writes it: "pack-h5", "metadata fetch", "avmodels train"
     target: str  # "module:function", imported when first used
     positional: str | None = None
+    # "module:function" whose keyword options the step passes on as its **options: they are
+    # declared (names, types, defaults) once, there
+    options_of: str | None = None
 
     def function(self) -> Callable[..., str]:
-        module, _, name = self.target.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return _resolve(self.target)
 
     def parameters(self) -> dict[str, inspect.Parameter]:
-        return dict(inspect.signature(self.function()).parameters)
+        own = dict(inspect.signature(self.function()).parameters)
+        if self.options_of is None:
+            return own
+        own = {n: p for n, p in own.items() if p.kind is not p.VAR_KEYWORD}
+        passed = inspect.signature(_resolve(self.options_of)).parameters
+        return {
+            **own,
+            **{n: p for n, p in passed.items() if n not in own and p.kind is p.KEYWORD_ONLY},
+        }
+
+    def hints(self) -> dict[str, Any]:
+        hints = typing.get_type_hints(self.function())
+        if self.options_of is not None:
+            hints = {**typing.get_type_hints(_resolve(self.options_of)), **hints}
+        return hints
 
     def kwargs(self, args: Mapping[str, Any], stage: str = "") -> dict[str, Any]:
         """The recipe's ``args`` as keyword arguments of the function, checked and typed."""
-        fn = self.function()
         params = self.parameters()
-        hints = typing.get_type_hints(fn)
+        hints = self.hints()
         where = f"stage {stage!r}: " if stage else ""
         out: dict[str, Any] = {}
         for key, value in args.items():
@@ -72,6 +87,11 @@ class StepSpec:
         if missing:
             raise ConfigError(f"{where}'{self.command}' needs {', '.join(missing)}")
         return out
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def param_name(option: str) -> str:
@@ -121,10 +141,14 @@ STEPS: dict[str, StepSpec] = {
     s.command: s
     for s in (
         StepSpec("synth", "avprep.steps:synth"),
-        StepSpec("download", "avprep.steps:download"),
+        StepSpec(
+            "download",
+            "avprep.steps:download",
+            options_of="avprep.stages.download_ids:download_ids",
+        ),
         StepSpec("download-loopback", "avprep.steps:download_loopback"),
         StepSpec("extract", "avprep.steps:extract"),
-        StepSpec("pack-h5", "avprep.steps:pack_h5"),
+        StepSpec("pack-h5", "avprep.steps:pack_h5", options_of="avprep.store.pack:pack"),
         StepSpec("verify", "avprep.steps:verify", positional="folder"),
         StepSpec("pairs", "avprep.steps:pairs"),
         StepSpec("metadata fetch", "avprep.steps:metadata_fetch", positional="names"),
@@ -244,59 +268,11 @@ def synth(
     return text
 
 
-def download(
-    *,
-    ids: str,
-    out: str,
-    dataset: str | None = None,
-    split: str | None = None,
-    id_format: str = "auto",
-    jobs: int = 4,
-    backend: str = "loky",
-    scheduler: str | None = None,
-    section: float | None = None,
-    exact_cuts: bool = False,
-    rate_limit: str | None = None,
-    retries: int = 3,
-    backoff: float = 2.0,
-    timeout: float = 30.0,
-    cookies: str | None = None,
-    proxy: str | None = None,
-    video_format: str | None = None,
-    urls_from: str | None = None,
-    retry_failed: bool = False,
-    skip_bad: bool = False,
-    limit: int | None = None,
-    strict: bool = False,
-    progress: bool = True,
-) -> str:
+def download(*, strict: bool = False, **options: Any) -> str:
     """``avprep download``: the clips of ``ids`` into ``out`` with yt-dlp (resumes)."""
-    from avprep.errors import DownloadError
-    from avprep.recipes import load_clips
-    from avprep.stages.download import DEFAULT_FORMAT, DownloadConfig, download_clips, parse_rate
+    from avprep.stages.download_ids import check_strict, download_ids
 
-    cfg = DownloadConfig(
-        out=out,
-        section=section,
-        retries=retries,
-        backoff=backoff,
-        timeout=timeout,
-        rate_limit=parse_rate(rate_limit),
-        format=video_format or DEFAULT_FORMAT,
-        exact_cuts=exact_cuts,
-        proxy=proxy,
-        cookies=cookies,
-    )
-    rows = load_clips(ids, fmt=id_format, dataset=dataset, split=split, skip_bad=skip_bad)
-    if urls_from:
-        from avprep.recipes.flickr import attach_soundnet_urls
-
-        rows = attach_soundnet_urls(rows, urls_from)
-    report = download_clips(
-        rows, cfg, jobs=jobs, backend=backend, scheduler=scheduler, retry_failed=retry_failed,
-        skip_bad=skip_bad, limit=limit, progress=progress,
-    )  # fmt: skip
-    report.duplicates += int(rows.attrs.get("duplicates", 0) or 0)
+    cfg, report = download_ids(**options)
     counts = report.counts()
     text = (
         f"download: {report.requested} clip(s) in the list, {report.already_done} already done, "
@@ -305,13 +281,7 @@ def download(
         + f"); folder {cfg.out}: {len(report.manifest)} recorded"
     )
     if strict:
-        bad = sum(
-            1
-            for clip_id in report.clip_ids
-            if (rec := report.manifest.get(clip_id)) is None or not rec.ok
-        )
-        if bad:
-            raise DownloadError(f"--strict: {bad} of {report.requested} clip(s) are not ok")
+        check_strict(report)
     return text
 
 
@@ -415,51 +385,21 @@ def extract(
 
 
 def pack_h5(
-    *,
-    in_: str,
-    out: str,
-    split: str,
-    shards: int | None = None,
-    rows_per_shard: int | None = None,
-    layout: str = "native",
-    ids: str | None = None,
-    jobs: int | None = None,
-    backend: str = "loky",
-    scheduler: str | None = None,
-    frames: str = "jpeg",
-    audio: str = "flac",
-    compression: str | None = None,
-    modalities: str | None = None,
-    test: bool | None = None,
-    virtual: bool = False,
-    id_list: str | None = None,
-    released_profile: str = "sspl",
-    strict: bool = False,
-    progress: bool = True,
-) -> str:
+    *, in_: str, out: str, split: str, ids: str | None = None, modalities: str | None = None,
+    released_profile: str = "sspl", strict: bool = False, **options: Any,
+) -> str:  # fmt: skip
     """``avprep pack-h5``: extracted clips (or a released folder) into sharded HDF5."""
-    from avprep.store.pack import pack
-    from avprep.store.released import find_released, released_to_extraction
+    from avprep.store.pack_h5 import check_strict
+    from avprep.store.pack_h5 import pack_h5 as pack_folder
 
-    lines = []
-    mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
-    if find_released(in_) is not None:
-        in_, n_ok, n_failed = released_to_extraction(
-            in_, Path(out) / ".released-input", profile=released_profile
-        )
-        lines.append(f"released folder: {n_ok} clip(s) prepared, {n_failed} failed ({in_})")
-    result = pack(
-        in_, out, split, shards=shards, rows_per_shard=rows_per_shard, layout=layout, ids=ids,
-        jobs=jobs, backend=backend, scheduler=scheduler, frames=frames, audio=audio,
-        compression=compression, modalities=mods, test=test, virtual=virtual, id_list=id_list,
-        progress=progress,
+    lines: list[str] = []
+    result = pack_folder(
+        in_, out, split, ids=ids, modalities=modalities, released_profile=released_profile,
+        note=lines.append, **options,
     )  # fmt: skip
     lines.append(result.summary())
-    if strict and (result.skipped or result.missing):
-        raise InputError(
-            f"--strict: {len(result.skipped)} clip(s) skipped, {len(result.missing)} listed "
-            "id(s) missing (the shards were written; see index.json)"
-        )
+    if strict:
+        check_strict(result)
     return "\n".join(lines)
 
 
@@ -512,29 +452,21 @@ def metadata_fetch(
     force: bool = False,
 ) -> str:  # fmt: skip
     """``avprep metadata fetch``: registry entries into the cache, sha256 verified."""
-    from avprep import catalog
+    from avprep.catalog_fetch import fetch_each, fetch_failure, select_entries
 
-    names = list(names or [])
-    if all_:
-        names = [e.name for e in catalog.list_entries() if e.sha256]
-    if not names:
-        raise ConfigError("name at least one entry (see `avprep metadata list`), or pass --all")
-    entries = [catalog.get_entry(n) for n in names]  # unknown names fail before any download
+    entries = select_entries(names or [], all_=all_)
     lines = []
     failures: list[AvprepError] = []
-    for entry in entries:
-        was_cached = not force and catalog.cached(entry.name) is not None
-        try:
-            path = catalog.fetch(entry.name, mirror=mirror, force=force)
-        except AvprepError as exc:
-            failures.append(exc)
-            lines.append(f"FAILED  {exc}")
+    for got in fetch_each(entries, mirror=mirror, force=force):
+        if got.error is not None:
+            failures.append(got.error)
+            lines.append(f"FAILED  {got.error}")
             continue
-        lines.append(f"{'cached ' if was_cached else 'fetched'} {entry.name}  {path}")
+        lines.append(f"{'cached ' if got.was_cached else 'fetched'} {got.entry.name}  {got.path}")
     if failures:
-        err = type(failures[0]) if len({type(f) for f in failures}) == 1 else AvprepError
-        raise err(
-            "\n".join(lines) + f"\n{len(failures)} of {len(entries)} entries could not be fetched"
+        raise fetch_failure(
+            failures,
+            "\n".join(lines) + f"\n{len(failures)} of {len(entries)} entries could not be fetched",
         )
     return "\n".join(lines)
 

@@ -99,7 +99,7 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, ids_from, rep
       avmodels eval --run runs/sspl-flickr10k --data shards/flickr-test \\
           --benchmark flickr --annotations flickr/Annotations --preset sspl --report out/
     """
-    from avmodels.engine.evaluate import evaluate_model
+    from avmodels.engine.evaluate import evaluate_listed
 
     if sets and (benchmark == INSTRUMENT_BENCHMARK or probes):
         from avprep.errors import ConfigError
@@ -119,17 +119,10 @@ def eval_cmd(run, ckpt, data, benchmark, annotations, preset, ids, ids_from, rep
             f"audioset-instrument ({mode}): {res.n} frames  ciou {res.ciou:.4f}  "
             f"auc {res.auc:.4f}  mean_iou {res.mean_iou:.4f}"))  # fmt: skip
         return
-    ids_list = None
-    if ids:
-        from avprep.annotations.idlist import read_ids
-
-        ids_list = read_ids(ids)
-    model = model_file_of(run, ckpt)
-    result, _ = evaluate_model(
-        model, list(data), benchmark, annotations, preset=preset, ids=ids_list,
-        report_dir=report, device=device, batch_size=batch_size, num_workers=workers,
-        amp=amp, allow_missing=allow_missing, sets=sets, ids_from=ids_from, ids_source=ids,
-        progress=progress_wanted(),
+    model, result, ids_list = evaluate_listed(
+        run, ckpt, data, benchmark, annotations, ids=ids, preset=preset, report_dir=report,
+        device=device, batch_size=batch_size, num_workers=workers, amp=amp,
+        allow_missing=allow_missing, sets=sets, ids_from=ids_from, progress=progress_wanted(),
     )  # fmt: skip
     sensitivity = {}
     for kind in probes:

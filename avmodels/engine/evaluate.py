@@ -242,6 +242,34 @@ def evaluate_model(
     return result, maps
 
 
+def evaluate_listed(
+    run: str | os.PathLike | None,
+    ckpt: str | os.PathLike | None,
+    data: Sequence[str | os.PathLike],
+    benchmark: str,
+    annotations: str | os.PathLike,
+    *,
+    ids: str | None = None,
+    **options: Any,
+) -> tuple[Path, Any, list[str] | None]:
+    """:func:`evaluate_model` as ``avmodels eval`` calls it: the model of ``--run`` or
+    ``--ckpt``, and ``ids`` as ``--ids`` takes it (an id list file, a metadata registry
+    name or ``a,b,c``; recorded as the report's id source).
+
+    The call behind the command and the recipe step; returns the model file, the
+    result and the ids read.
+    """
+    from avmodels.model_file import model_file_of
+    from avprep.annotations.idlist import read_ids
+
+    ids_list = read_ids(ids) if ids else None
+    model = model_file_of(run, ckpt)
+    result, _ = evaluate_model(
+        model, list(data), benchmark, annotations, ids=ids_list, ids_source=ids, **options
+    )
+    return model, result, ids_list
+
+
 def finite_or_none(v: float | None) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 

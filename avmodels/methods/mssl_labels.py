@@ -387,11 +387,8 @@ def write_tag_labels(
     ``avprep pairs`` ids ``<ytid>.tNN`` or bare video ids; a row whose video has
     no tags is an error (a wrong pickle), not an unlabelled clip.
     """
-    import h5py
 
     from avmodels.data import open_sources
-    from avmodels.methods.pseudo_labels import H5_FORMAT
-    from avprep.atomic import atomic_path
     from avprep.recipes.audioset_instrument import read_tags
 
     tags = read_tags(tags_path)
@@ -404,8 +401,19 @@ def write_tag_labels(
             raise InputError(f"clip {cid!r}: video {vid!r} has no tags in {tags_path}")
         rows.append(tags[vid])
     lab = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 15), np.float32)
-    out = Path(out)
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+    write_tags_file(out, ids, lab)
+    return {"clips": len(ids), "labelled": len(ids), "resumed": 0}
+
+
+def write_tags_file(out: str | os.PathLike, ids: Sequence[str], lab: np.ndarray) -> None:
+    """A complete labels file (rule ``tags``): row ``i`` of ``lab`` is clip ``ids[i]``'s
+    label vector, the same for the audio and the visual stream; written atomically."""
+    import h5py
+
+    from avmodels.methods.pseudo_labels import H5_FORMAT
+    from avprep.atomic import atomic_path
+
+    with atomic_path(Path(out)) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = H5_FORMAT
         f.attrs["rule"] = "tags"
         f.attrs["categories"] = lab.shape[1]
@@ -413,4 +421,3 @@ def write_tag_labels(
         f.create_dataset("audio", data=lab)
         f.create_dataset("visual", data=lab)
         f.create_dataset("done", data=np.ones(len(ids), dtype=bool))
-    return {"clips": len(ids), "labelled": len(ids), "resumed": 0}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from avprep.clikit import backend_options
-from avprep.errors import DownloadError
 from avprep.recipes.vggsound import CSV_SPLITS
 
 ID_DATASETS = ("vggsound", "flickr", "urls")
@@ -122,31 +121,7 @@ ID_DATASETS = ("vggsound", "flickr", "urls")
 @click.option("--limit", type=int, default=None, help="Only the first N clips of the list.")
 @click.option("--strict", is_flag=True, help="Exit non-zero when any clip of the list is not ok.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def download(
-    ids: str,
-    dataset: str | None,
-    split: str | None,
-    id_format: str,
-    out: str,
-    jobs: int,
-    backend: str,
-    scheduler: str | None,
-    section: float | None,
-    exact_cuts: bool,
-    rate_limit: str | None,
-    retries: int,
-    backoff: float,
-    timeout: float,
-    cookies: str | None,
-    proxy: str | None,
-    video_format: str | None,
-    urls_from: str | None,
-    retry_failed: bool,
-    skip_bad: bool,
-    limit: int | None,
-    strict: bool,
-    progress: bool,
-) -> None:
+def download(strict: bool, **options) -> None:
     """Download clips with yt-dlp into OUT/<clip_id>.<ext>, resumably.
 
     \b
@@ -164,38 +139,12 @@ def download(
           --out flickr/
       avprep download --ids videos/missing.txt --out videos/   # after avprep ingest
     """
-    from avprep.stages.download import DEFAULT_FORMAT, DownloadConfig, download_list, parse_rate
+    from avprep.stages.download_ids import check_strict, download_ids
 
-    cfg = DownloadConfig(
-        out=out,
-        section=section,
-        retries=retries,
-        backoff=backoff,
-        timeout=timeout,
-        rate_limit=parse_rate(rate_limit),
-        format=video_format or DEFAULT_FORMAT,
-        exact_cuts=exact_cuts,
-        proxy=proxy,
-        cookies=cookies,
-    )
-    report = download_list(
-        ids,
-        cfg,
-        dataset=dataset,
-        split=split,
-        id_format=id_format,
-        urls_from=urls_from,
-        skip_bad=skip_bad,
-        jobs=jobs,
-        backend=backend,
-        scheduler=scheduler,
-        retry_failed=retry_failed,
-        limit=limit,
-        progress=progress,
-    )
+    cfg, report = download_ids(**options)
     _print_summary(report, cfg.out)
-    if strict and (bad := report.not_ok()):
-        raise DownloadError(f"--strict: {bad} of {report.requested} clip(s) are not ok")
+    if strict:
+        check_strict(report)
 
 
 def _print_summary(report, out) -> None:

@@ -154,32 +154,27 @@ def fetch(names: tuple[str, ...], fetch_all: bool, mirror: str | None, force: bo
       avprep metadata fetch vggss/test-5158 sspl/vggss-test-4692
       avprep metadata fetch --all --mirror https://my.mirror/avprep-metadata
     """
-    from avprep import catalog
+    from avprep.catalog_fetch import fetch_each, fetch_failure, select_entries
 
-    if fetch_all:
-        names = tuple(e.name for e in catalog.list_entries() if e.sha256)
-    if not names:
-        raise ConfigError("name at least one entry (see `avprep metadata list`), or pass --all")
-    entries = [catalog.get_entry(n) for n in names]  # unknown names fail before any download
+    entries = select_entries(names, all_=fetch_all)
     done = reused = 0
     failures: list[AvprepError] = []
-    for entry in entries:
-        was_cached = not force and catalog.cached(entry.name) is not None
-        try:
-            path = catalog.fetch(entry.name, mirror=mirror, force=force)
-        except AvprepError as exc:
-            failures.append(exc)
-            click.echo(f"FAILED  {exc}", err=True)
+    for got in fetch_each(entries, mirror=mirror, force=force):
+        if got.error is not None:
+            failures.append(got.error)
+            click.echo(f"FAILED  {got.error}", err=True)
             continue
+        path, entry = got.path, got.entry
         check = "sha256 ok" if entry.sha256 else f"sha256 {atomic.sha256_file(path)} (unchecked)"
-        verb = "cached " if was_cached else "fetched"
-        reused += was_cached
-        done += not was_cached
+        verb = "cached " if got.was_cached else "fetched"
+        reused += got.was_cached
+        done += not got.was_cached
         click.echo(f"{verb} {entry.name}  {path}  ({_size(path.stat().st_size)}, {check})")
     click.echo(f"\nsummary: {done} fetched, {reused} already cached, {len(failures)} failed")
     if failures:
-        err = type(failures[0]) if len({type(f) for f in failures}) == 1 else AvprepError
-        raise err(f"{len(failures)} of {len(entries)} entries could not be fetched (see above)")
+        raise fetch_failure(
+            failures, f"{len(failures)} of {len(entries)} entries could not be fetched (see above)"
+        )
 
 
 def _write_table(df, out: Path) -> None:

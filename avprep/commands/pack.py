@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from avprep.clikit import backend_options, no_progress_option
-from avprep.errors import InputError
 from avprep.store.layouts import layout_names
 from avprep.store.native import AUDIO_ENCODINGS, COMPRESSIONS
 from avprep.store.pack import FRAME_MODES
@@ -19,14 +18,14 @@ from avprep.store.pack import FRAME_MODES
 @click.command("pack-h5")
 @click.option(
     "--in",
-    "in_dir",
+    "in_",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="Extraction folder (avprep extract --out).",
 )
 @click.option(
     "--out",
-    "out_dir",
+    "out",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder (one split per folder).",
@@ -50,7 +49,7 @@ from avprep.store.pack import FRAME_MODES
 )
 @click.option(
     "--ids",
-    "ids_file",
+    "ids",
     default=None,
     metavar="LIST",
     help="Pack exactly these ids, in this order: an id-list file in any format "
@@ -115,9 +114,7 @@ from avprep.store.pack import FRAME_MODES
     help="Exit non-zero if any clip was skipped or any listed id is missing.",
 )
 @no_progress_option
-def pack_h5(in_dir, out_dir, split, shards, rows_per_shard, layout, ids_file, jobs, backend,
-            scheduler, frames, audio, compression, modalities, test, virtual, id_list,
-            released_profile, strict) -> None:  # fmt: skip
+def pack_h5(strict: bool, **options) -> None:
     """Pack extracted clips into sharded HDF5.
 
     \b
@@ -137,26 +134,10 @@ def pack_h5(in_dir, out_dir, split, shards, rows_per_shard, layout, ids_file, jo
     skipped and listed in OUT/index.json. A rerun keeps complete shards.
     """
     from avprep.clikit import progress_wanted
-    from avprep.store.pack import pack
+    from avprep.store.pack_h5 import check_strict
+    from avprep.store.pack_h5 import pack_h5 as pack_folder
 
-    mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
-    from avprep.store.released import find_released, released_to_extraction
-
-    if find_released(in_dir) is not None:
-        # a released folder (no manifest): made into an extraction folder first (resumable)
-        in_dir, n_ok, n_failed = released_to_extraction(
-            in_dir, Path(out_dir) / ".released-input", profile=released_profile
-        )
-        click.echo(f"released folder: {n_ok} clip(s) prepared, {n_failed} failed ({in_dir})")
-    result = pack(
-        in_dir, out_dir, split, shards=shards, rows_per_shard=rows_per_shard, layout=layout,
-        ids=ids_file, jobs=jobs, backend=backend, scheduler=scheduler, frames=frames,
-        audio=audio, compression=compression, modalities=mods, test=test, virtual=virtual, id_list=id_list,
-        progress=progress_wanted(),
-    )  # fmt: skip
+    result = pack_folder(note=click.echo, progress=progress_wanted(), **options)
     click.echo(result.summary())
-    if strict and (result.skipped or result.missing):
-        raise InputError(
-            f"--strict: {len(result.skipped)} clip(s) skipped, {len(result.missing)} listed "
-            "id(s) missing (the shards were written; see index.json)"
-        )
+    if strict:
+        check_strict(result)

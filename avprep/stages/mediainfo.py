@@ -366,13 +366,3 @@ def verify_media(path: Path, timeout: float = 120) -> ffmpeg.MediaInfo:
         what="verify (decode of the last second; truncated download?)",
     )
     return info
-
-
-def _check_length(media: ffmpeg.MediaInfo, info: dict, section: tuple[float, float] | None) -> None:
-    """A section or file much shorter than the source says it should be was cut off."""
-    source = info.get("duration")
-    if not isinstance(source, (int, float)) or source <= 0 or media.duration is None:
-        return
-    want = (min(section[1], source) - section[0]) if section else source
-    if want > 2 and media.duration < 0.8 * want:
-        raise MediaError(f"truncated: got {media.duration:.1f} s of {want:.1f} s")

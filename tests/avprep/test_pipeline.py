@@ -53,6 +53,34 @@ stages:
     assert pipe.stages[0].kwargs(variables)["image_size"] == 96  # the original is unchanged
 
 
+def test_a_step_takes_the_options_of_the_library_call_it_passes_on():
+    """``download``'s options are declared once, by ``download_ids``: the recipe check sees
+    them (names, types, required) as if the step declared them, plus the step's own."""
+    import inspect
+
+    from avprep.stages.download_ids import download_ids
+
+    spec = STEPS["download"]
+    assert set(spec.parameters()) == set(inspect.signature(download_ids).parameters) | {"strict"}
+    args = {"ids": "x.txt", "out": "o", "limit": "3", "strict": "yes", "section": "10"}
+    assert spec.kwargs(args) == {
+        "ids": "x.txt", "out": "o", "limit": 3, "strict": True, "section": 10.0,
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match="needs out"):
+        spec.kwargs({"ids": "x.txt"})
+    with pytest.raises(ConfigError, match="takes no option 'bogus'"):
+        spec.kwargs({"ids": "x.txt", "out": "o", "bogus": 1})
+    # pack-h5: pack()'s keyword options, the step's own (in, out, split, ids as text, ...)
+    from avprep.store.pack import pack
+
+    pack_kw = {n for n, p in inspect.signature(pack).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    own = {"in_", "out", "split", "ids", "modalities", "released_profile", "strict"}
+    assert set(STEPS["pack-h5"].parameters()) == pack_kw | own
+    assert STEPS["pack-h5"].kwargs({"in": "e", "out": "o", "split": "t", "shards": "2"}) == {
+        "in_": "e", "out": "o", "split": "t", "shards": 2,
+    }  # fmt: skip
+
+
 def test_the_steps_are_library_functions_not_command_lines():
     """Every registered step imports without click (a library call, not a CLI)."""
     import subprocess
