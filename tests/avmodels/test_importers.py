@@ -144,6 +144,7 @@ def test_official_layout_imports_every_tensor(tmp_path, pcm):
         assert torch.equal(model.pcm.a0[2], states["pcm"]["module.a0.2"])
 
 
+@pytest.mark.slow  # ~2-4 s: kept out of make test-fast
 def test_import_errors_are_clear(tmp_path):
     states = official_states(False)
     paths = _save(tmp_path, states)

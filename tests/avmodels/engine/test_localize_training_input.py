@@ -82,6 +82,7 @@ def _store_batch(model_file, store, clip_id):
     return default_collate([model.sample_transform(train=False)(ds[ds.row_of(clip_id)])])
 
 
+@pytest.mark.slow  # ~2-4 s: kept out of make test-fast
 def test_localize_uses_the_trained_spectrogram(videos, mssl_store, tmp_path, monkeypatch):
     from avmodels.engine.train import TrainRequest, train
 
@@ -140,6 +141,7 @@ def test_older_model_files_are_read_through_run_json(videos, tmp_path, monkeypat
     assert seen[0]["spectrogram"].shape == (1, 1, 257, 200)
 
 
+@pytest.mark.slow  # ~2-4 s: kept out of make test-fast
 def test_sspl_layout_rows_are_rebuilt_as_stored(videos, tmp_path, monkeypatch):
     store = _store(videos, tmp_path, get_profile("sspl", image_size=200), layout="sspl")
     cfg = resolve_config("sspl", sets=["model.pretrained=false", "model.image_size=32"])

@@ -384,6 +384,7 @@ def test_shapes_order_threads_and_pointing():
     assert one(peak, LEFT_HALF, "default").pointing == 0.0
 
 
+@pytest.mark.slow  # ~2-4 s: kept out of make test-fast
 def test_whole_real_set(shared_metadata):
     anns = load_annotations(shared_metadata / "sspl" / "vggss_test_5158.json", "vggss")
     rng = np.random.default_rng(2)

@@ -82,6 +82,7 @@ def test_every_shared_file_parses_to_its_line_count(real_tables):
         assert not df["clip_id"].str.contains(r"[\r\n\s/.]").any(), file
 
 
+@pytest.mark.slow  # ~2-4 s: kept out of make test-fast
 def test_vggss_json_real(real_tables):
     _, _, df = real_tables["sspl/vggss_test_5158.json"]
     assert len(df) == 5158

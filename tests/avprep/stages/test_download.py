@@ -112,6 +112,7 @@ def test_files_redirect_no_audio_in_parallel(srv, dl_root, tmp_path):
     assert dl.downloaded(out) == {c: out / f"{c}.mp4" for c in ("a", "b", "quiet")}
 
 
+@pytest.mark.slow  # ~2-4 s: kept out of make test-fast
 def test_a_dask_cluster_downloads_through_the_cli(srv, dl_root, tmp_path):
     """`--backend dask --scheduler ADDR` runs on that cluster: same files, same records."""
     distributed = pytest.importorskip("dask.distributed")
@@ -205,6 +206,7 @@ def test_truncated_and_undecodable_files_fail_without_a_final_file(srv, tmp_path
     assert sorted(p.name for p in out.iterdir()) == [".download.lock", "manifest.jsonl"]
 
 
+@pytest.mark.slow  # ~2-4 s: kept out of make test-fast
 def test_stalling_server_times_out(srv, tmp_path):
     out = tmp_path / "out"
     rows = [

@@ -116,6 +116,7 @@ class _Sampler:
         return len(self.batches)
 
 
+@pytest.mark.slow  # ~2-4 s: kept out of make test-fast
 def test_a_worker_error_is_raised_and_the_loader_recovers():
     sampler = _Sampler([[0, 1], [5, 6], [2, 3], [7]])
     ring = RingLoader(_Toy(10, bad=5, late=0), batch_sampler=sampler, num_workers=2)
@@ -162,6 +163,7 @@ def test_fixed_shapes_are_required_and_batches_must_fit():
         list(RingLoader(Nested(4), 2, num_workers=1))
 
 
+@pytest.mark.slow  # ~2-4 s: kept out of make test-fast
 def test_a_dead_worker_is_reported_not_waited_for():
     ring = RingLoader(_Toy(8, exit_at=6), 2, num_workers=2)
     with pytest.raises(RuntimeError, match="exit code 3"):
