@@ -107,3 +107,23 @@ def decode_jpeg_batch(frames: Sequence[Any], device: str = "cpu") -> Any:
     if len({tuple(im.shape) for im in imgs}) == 1:
         return torch.stack(imgs)
     return imgs
+
+
+class RowsById:
+    """``row_of(clip_id)`` for a dataset with ``ids`` (the index is built on first use);
+    ``_where`` names the store in the error."""
+
+    ids: Sequence[str]
+    _row_of: dict[str, int] | None = None
+
+    def _where(self) -> Any:
+        raise NotImplementedError
+
+    def row_of(self, clip_id: str) -> int:
+        """The dataset index of ``clip_id`` (KeyError if it is not stored)."""
+        if self._row_of is None:
+            self._row_of = {cid: i for i, cid in enumerate(self.ids)}
+        try:
+            return self._row_of[clip_id]
+        except KeyError:
+            raise KeyError(f"clip {clip_id!r} is not in {self._where()}") from None

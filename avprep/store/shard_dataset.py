@@ -22,7 +22,15 @@ import torch
 from torch.utils.data import Dataset
 
 from avprep.errors import ConfigError, StoreError
-from avprep.store.batches import BATCH_KEYS, PCM_SCALE, Transform, alloc_rows, collate, row_runs
+from avprep.store.batches import (
+    BATCH_KEYS,
+    PCM_SCALE,
+    RowsById,
+    Transform,
+    alloc_rows,
+    collate,
+    row_runs,
+)
 from avprep.store.index import NATIVE_FORMAT, read_index
 from avprep.store.layouts import NativeLayout
 from avprep.store.lazy_files import LazyFiles
@@ -49,7 +57,7 @@ def _decode_attr(v: Any) -> Any:
     return v
 
 
-class ShardDataset(Dataset):
+class ShardDataset(RowsById, Dataset):
     """A map-style dataset over a native store folder (``index.json``) or one shard file.
 
     ``modalities``: a subset of the stored ones (default: all stored).
@@ -138,14 +146,8 @@ class ShardDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def row_of(self, clip_id: str) -> int:
-        """The dataset index of ``clip_id`` (KeyError if it is not stored)."""
-        if self._row_of is None:
-            self._row_of = {cid: i for i, cid in enumerate(self.ids)}
-        try:
-            return self._row_of[clip_id]
-        except KeyError:
-            raise KeyError(f"clip {clip_id!r} is not in {self.path}") from None
+    def _where(self) -> Any:
+        return self.path
 
     def _open_shard(self, k: int) -> dict[str, Any]:
         f = h5py.File(self.files[k], "r")

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from avprep.errors import ConfigError, StoreError
 from avprep.store import sspl as sspl_layout
-from avprep.store.batches import Transform
+from avprep.store.batches import RowsById, Transform
 from avprep.store.index import INDEX_NAME, read_index
 from avprep.store.layouts import SsplLayout
 from avprep.store.lazy_files import LazyFiles
@@ -27,7 +27,7 @@ from avprep.store.lazy_files import LazyFiles
 log = logging.getLogger(__name__)
 
 
-class SSPLDataset(Dataset):
+class SSPLDataset(RowsById, Dataset):
     """A map-style dataset over SSPL's layout (``h5py_{train,test}_*.h5`` in ``root``).
 
     ``split``: the split name in the file names (``10k``, ``144k``; any name
@@ -123,13 +123,8 @@ class SSPLDataset(Dataset):
     def __len__(self) -> int:
         return self._starts[-1]
 
-    def row_of(self, clip_id: str) -> int:
-        if self._row_of is None:
-            self._row_of = {cid: i for i, cid in enumerate(self.ids)}
-        try:
-            return self._row_of[clip_id]
-        except KeyError:
-            raise KeyError(f"clip {clip_id!r} is not in {self.root}") from None
+    def _where(self) -> Any:
+        return self.root
 
     def _open_shard(self, k: int) -> dict[str, Any]:
         h: dict[str, Any] = {"_files": []}
