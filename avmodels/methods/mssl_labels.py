@@ -349,6 +349,7 @@ def write_label_file(
     from tqdm import tqdm
 
     from avmodels.data import open_sources
+    from avprep.lock import folder_lock
 
     out = Path(out)
     if out.suffix not in (".h5", ".hdf5"):
@@ -356,24 +357,26 @@ def write_label_file(
     sources = open_sources(list(data), None)
     ids = _label_ids(sources, spectrogram)
     partial = out.with_name(out.name + ".partial")
-    fh, resumed = _open_partial(partial, out, ids, labeler.rule, spectrogram)
-    try:
-        todo = np.flatnonzero(~fh["done"][:]).tolist()
-        labeler = labeler.to(device)
-        loader = torch.utils.data.DataLoader(
-            _LabelInputs(sources, todo, spectrogram),
-            batch_size=batch_size,
-            num_workers=workers,
-            collate_fn=_collate,
-        )
-        bar = tqdm(total=len(ids), initial=resumed, unit="clip", disable=not progress)
-        for items in loader:
-            _label_batch(fh, labeler, items, device)
-            bar.update(len(items))
-        bar.close()
-    finally:
-        fh.close()
-    os.replace(partial, out)
+    # one run per output file: a second one would write into the same .partial
+    with folder_lock(out.parent, f"pseudo-labels-{out.name}", hint="use another --out"):
+        fh, resumed = _open_partial(partial, out, ids, labeler.rule, spectrogram)
+        try:
+            todo = np.flatnonzero(~fh["done"][:]).tolist()
+            labeler = labeler.to(device)
+            loader = torch.utils.data.DataLoader(
+                _LabelInputs(sources, todo, spectrogram),
+                batch_size=batch_size,
+                num_workers=workers,
+                collate_fn=_collate,
+            )
+            bar = tqdm(total=len(ids), initial=resumed, unit="clip", disable=not progress)
+            for items in loader:
+                _label_batch(fh, labeler, items, device)
+                bar.update(len(items))
+            bar.close()
+        finally:
+            fh.close()
+        os.replace(partial, out)
     return {"clips": len(ids), "labelled": len(ids) - resumed, "resumed": resumed}
 
 

@@ -227,6 +227,18 @@ def test_label_file_is_resumable_and_read_by_the_training_lookup(label_files, tm
         write_label_file([store], out, _labeler(root, "full"), progress=False)
 
 
+def test_a_second_run_on_the_same_output_is_refused_while_one_writes(label_files, tmp_path):
+    from avprep.lock import FolderBusyError, folder_lock
+
+    root, store = label_files
+    out = tmp_path / "labels.h5"
+    with folder_lock(tmp_path, f"pseudo-labels-{out.name}"):  # a run in progress
+        with pytest.raises(FolderBusyError, match="use another --out"):
+            write_label_file([store], out, _labeler(root), progress=False)
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+    assert write_label_file([store], out, _labeler(root), progress=False)["clips"] == 5
+
+
 def test_cli_writes_labels_from_weight_files(label_files, tmp_path):
     root, store = label_files
     out = tmp_path / "labels.h5"
